@@ -1,0 +1,43 @@
+"""Pure, fused compute kernels for spiking layers (no dependency on the rest of snnqat).
+
+* :func:`lif_scan`: a LIF layer over a whole sequence as one autograd Function (float or
+  hardware integer forward semantics, exact BPTT backward through the surrogate).
+* :func:`exp_syn_scan`: an exponential synapse over a sequence.
+* :class:`StepPWL`, :class:`PeriodicExponential`: stand-alone multi-spike functions with
+  surrogate gradients; :func:`spike_count` and the ``*_grads`` helpers hold their formulas.
+* :func:`bitshift_decay`: the hardware decay ``v - dec(v, dash)``.
+"""
+
+from snnqat.kernels.lif import (
+    MIN_THRESHOLD,
+    IntegerSemantics,
+    LIFConfig,
+    LIFResult,
+    bitshift_decay,
+    exp_syn_scan,
+    lif_scan,
+)
+from snnqat.kernels.surrogates import (
+    SURROGATE_GRADS,
+    PeriodicExponential,
+    StepPWL,
+    periodic_exponential_grads,
+    spike_count,
+    step_pwl_grads,
+)
+
+__all__ = [
+    "MIN_THRESHOLD",
+    "SURROGATE_GRADS",
+    "IntegerSemantics",
+    "LIFConfig",
+    "LIFResult",
+    "PeriodicExponential",
+    "StepPWL",
+    "bitshift_decay",
+    "exp_syn_scan",
+    "lif_scan",
+    "periodic_exponential_grads",
+    "spike_count",
+    "step_pwl_grads",
+]

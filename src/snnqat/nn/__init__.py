@@ -1,0 +1,5 @@
+"""Neural-network modules and combinators."""
+
+from snnqat.nn import combinators, modules
+
+__all__ = ["modules", "combinators"]

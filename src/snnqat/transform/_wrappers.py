@@ -1,0 +1,179 @@
+"""``TWrapper`` and ``ActWrapper``: modules that transform parameters or outputs of a module.
+
+A :class:`TWrapper` computes ``{name: T(param)}`` once per forward call and evolves the
+wrapped module with those tensors in place of its parameters
+(``torch.func.functional_call(..., strict=True)``), so gradients reach the original
+parameters through ``T``. An :class:`ActWrapper` applies a function to a module's output.
+
+Wrappers are transparent: a wrapper around a wrapper resolves parameter names through the
+chain, and a config written for an unwrapped module applies to its wrapped form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from snnqat.nn.modules import TorchModule
+from snnqat.nn.modules.module import ModuleBase
+
+__all__ = ["TWrapper", "ActWrapper", "is_wrapper", "unwrap"]
+
+
+def is_wrapper(mod: Any) -> bool:
+    """Whether ``mod`` is a :class:`TWrapper` or an :class:`ActWrapper`."""
+    return isinstance(mod, _WrapperBase)
+
+
+def unwrap(mod: Any) -> tuple[Any, str]:
+    """Follow ``_mod`` through wrappers: returns ``(innermost module, dotted prefix)``."""
+    prefix = ""
+    while is_wrapper(mod):
+        mod, prefix = mod._mod, prefix + "_mod."
+    return mod, prefix
+
+
+class _WrapperBase(TorchModule):
+    """Common construction: shape, flags and name copied from the wrapped module."""
+
+    def __init__(self, mod: TorchModule) -> None:
+        if not isinstance(mod, TorchModule):
+            raise TypeError(
+                f"mod: expected an snnqat TorchModule to wrap, got {type(mod).__name__}. "
+                "Convert plain torch modules with TorchModule.from_torch first."
+            )
+        super().__init__(
+            shape=mod.shape, spiking_input=mod.spiking_input, spiking_output=mod.spiking_output
+        )
+        name = mod._name
+        self._mod = mod
+        object.__setattr__(self, "_name", name)
+
+    def forward(self, input_data: Any) -> torch.Tensor:
+        """The torch API: the transformed output only."""
+        return self.evolve(input_data, record=self._record)[0]
+
+    def as_graph(self) -> Any:
+        """Delegates to the wrapped module."""
+        return self._mod.as_graph()
+
+
+class TWrapper(_WrapperBase):
+    """Evolve a module with transformed parameters.
+
+    Args:
+        mod: the module to wrap (it is registered as ``'_mod'``).
+        T_config: ``{attribute name: Callable[[Tensor], Tensor] | None}`` for ``mod``'s
+            parameters or buffers. Transforms that are ``nn.Module``\\ s (e.g. a learned-step
+            quantizer) are registered so their parameters train and are saved with the network.
+
+    Example:
+        >>> import torch
+        >>> from snnqat.nn.modules import LinearTorch
+        >>> w = TWrapper(LinearTorch((2, 2), weight=torch.ones(2, 2)), {"weight": lambda p: 2 * p})
+        >>> w(torch.ones(1, 1, 2))[0]
+        tensor([[[4., 4.]]], grad_fn=<UnsafeViewBackward0>)
+        >>> w
+        TWrapper  with shape (2, 2) {
+            LinearTorch '_mod' with shape (2, 2)
+        }
+    """
+
+    def __init__(self, mod: TorchModule, T_config: dict | None = None, *args: Any, **kwargs: Any):
+        super().__init__(mod)
+        self._T_config = dict(T_config or {})
+        modules = {k: f for k, f in self._T_config.items() if isinstance(f, nn.Module)}
+        if modules:
+            nn.Module.__setattr__(self, "_T_modules", nn.ModuleDict(modules))
+
+    def _T(self) -> dict[str, torch.Tensor]:
+        """The transformed attributes of the innermost module, ``{name: T(value)}``."""
+        leaf, _ = unwrap(self._mod)
+        return {
+            k: (fn(_raw_attr(leaf, k)) if fn is not None else _raw_attr(leaf, k))
+            for k, fn in self._T_config.items()
+        }
+
+    def evolve(self, input_data: Any, record: bool = False) -> tuple:
+        """Evolve ``_mod`` with transformed parameters; returns ``(output, state, record)``."""
+        _, prefix = unwrap(self._mod)
+        overrides = {prefix + k: v for k, v in self._T().items()}
+        tensors = dict(self._mod.named_parameters(remove_duplicate=False))
+        buffers = dict(self._mod.named_buffers(remove_duplicate=False))
+        tensors.update(buffers)
+        tensors.update(overrides)
+        if self._mod._torch_call:  # a converted plain torch module: torch call convention
+            out, rec = functional_call(self._mod, tensors, (input_data,), strict=True), {}
+        else:
+            out, _, rec = functional_call(
+                self._mod, tensors, (input_data,), {"record": record}, strict=True
+            )
+        _write_back_buffers(self._mod, buffers, tensors)
+        return out, self.state(), rec
+
+    def apply_T(self, inplace: bool = True) -> TWrapper:
+        """Burn in: set the wrapped module's parameters to their transformed values."""
+        leaf, _ = unwrap(self._mod)
+        with torch.no_grad():
+            leaf.set_attributes(self._T())
+        return self
+
+
+class ActWrapper(_WrapperBase):
+    """Apply a function to a module's output.
+
+    The wrapped module's own record is kept (e.g. a LIF's ``vmem``).
+
+    Args:
+        mod: the module to wrap (registered as ``'_mod'``).
+        trans_Fn: ``Callable[[Tensor], Tensor]`` applied to the output (identity if ``None``).
+
+    Example:
+        >>> import torch
+        >>> from snnqat.nn.modules import LinearTorch
+        >>> a = ActWrapper(LinearTorch((1, 1), weight=torch.ones(1, 1)), torch.round)
+        >>> a(torch.full((1, 1, 1), 0.4))[0]
+        tensor([[[0.]]], grad_fn=<RoundBackward0>)
+    """
+
+    def __init__(self, mod: TorchModule, trans_Fn: Any = None, *args: Any, **kwargs: Any):
+        super().__init__(mod)
+        self._trans_Fn = trans_Fn if trans_Fn is not None else _identity
+        if isinstance(self._trans_Fn, nn.Module):
+            nn.Module.__setattr__(self, "_T_modules", nn.ModuleDict({"act": self._trans_Fn}))
+
+    def evolve(self, input_data: Any, record: bool = False) -> tuple:
+        """Evolve ``_mod`` and transform its output; returns ``(output, state, record)``."""
+        out, _, rec = self._mod.evolve(input_data, record=record)
+        return self._trans_Fn(out), self.state(), rec
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def _raw_attr(mod: nn.Module, name: str) -> Any:
+    """Read a registered parameter or buffer (never a derived property)."""
+    if name in mod._parameters:
+        return mod._parameters[name]
+    if name in mod._buffers:
+        return mod._buffers[name]
+    raise AttributeError(f"{type(mod).__name__} has no parameter or buffer {name!r}.")
+
+
+def _write_back_buffers(mod: nn.Module, before: dict, after: dict) -> None:
+    """Keep state updates made during a functional call (functional_call restores buffers)."""
+    for key, old in before.items():
+        new = after[key]
+        if new is not old:
+            owner_path, _, name = key.rpartition(".")
+            owner = mod.get_submodule(owner_path) if owner_path else mod
+            owner._buffers[name] = new
+
+
+def walk_submodules(mod: ModuleBase) -> dict:
+    """The snnqat sub-modules of ``mod`` (skips registered transform modules)."""
+    return {k: m for k, m in mod._submodule_dict().items() if isinstance(m, ModuleBase)}

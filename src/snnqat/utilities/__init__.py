@@ -1,0 +1,35 @@
+"""General-purpose helpers that depend on nothing else in snnqat (except ``typehints``).
+
+``tree_utils`` works on trees (nested dicts); import it as
+``import snnqat.utilities.tree_utils as tu``. Its functions are also re-exported here.
+"""
+
+from snnqat.utilities import tree_utils
+from snnqat.utilities.tree_utils import (
+    branches,
+    get_nested,
+    make_prototype_tree,
+    set_matching,
+    set_matching_select,
+    set_nested,
+    tree_find,
+    tree_flatten,
+    tree_map,
+    tree_unflatten,
+    tree_update,
+)
+
+__all__ = [
+    "tree_utils",
+    "branches",
+    "get_nested",
+    "set_nested",
+    "set_matching",
+    "set_matching_select",
+    "make_prototype_tree",
+    "tree_map",
+    "tree_flatten",
+    "tree_unflatten",
+    "tree_update",
+    "tree_find",
+]

@@ -1,0 +1,432 @@
+"""The fused LIF kernel against the plain-autograd reference (tests/kernels/lif_reference.py)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lif_reference import (
+    exp_syn_reference,
+    lif_integer_reference,
+    lif_reference,
+)
+
+import snnqat.kernels as kernels
+from snnqat.kernels import (
+    IntegerSemantics,
+    LIFConfig,
+    LIFResult,
+    bitshift_decay,
+    exp_syn_scan,
+    lif_scan,
+)
+
+F64 = torch.float64
+TRACES = ("spikes", "vmem", "isyn", "irec")
+INPUTS = ("x", "vmem0", "isyn0", "spikes0", "alpha", "beta", "bias", "threshold", "w_rec", "noise")
+
+
+def make_inputs(b, t, n, s, *, rec=True, noise=True, dtype=F64, seed=0, grad=True):
+    """Random inputs that make many spikes, and many multi-spikes."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def randn(*shape, scale=1.0, shift=0.0):
+        return torch.randn(*shape, generator=gen, dtype=dtype) * scale + shift
+
+    def uniform(lo, hi, *shape):
+        return torch.rand(*shape, generator=gen, dtype=dtype) * (hi - lo) + lo
+
+    p = {
+        "x": randn(b, t, n, s, scale=2.0, shift=0.8),
+        "vmem0": randn(b, n),
+        "isyn0": randn(b, n, s),
+        "spikes0": torch.randint(0, 3, (b, n), generator=gen).to(dtype),
+        "alpha": uniform(0.5, 0.95, n),
+        "beta": uniform(0.3, 0.9, n, s),
+        "bias": randn(n, scale=0.1),
+        "threshold": uniform(0.5, 1.5, n),
+        "w_rec": randn(n, n * s, scale=0.4) if rec else None,
+        "noise": randn(b, t, n, scale=0.1) if noise else None,
+    }
+    if grad:
+        for v in p.values():
+            if v is not None:
+                v.requires_grad_()
+    return p
+
+
+def weighted_loss(traces, weights, record):
+    """A loss on the spikes, and on the recorded vmem/isyn/irec traces when recording."""
+    keys = TRACES if record else ("spikes",)
+    return sum((traces[k] * weights[k]).sum() for k in keys)
+
+
+def run_both(p, config, record, ref_kwargs):
+    res = lif_scan(**p, config=config, record=record)
+    ref = lif_reference(**p, **ref_kwargs)
+    gen = torch.Generator().manual_seed(123)
+    weights = {k: torch.randn(ref[k].shape, generator=gen, dtype=ref[k].dtype) for k in TRACES}
+    got = {k: getattr(res, k) for k in TRACES}
+    names = [k for k in INPUTS if p[k] is not None and p[k].requires_grad]
+    leaves = [p[k] for k in names]
+    g_res = torch.autograd.grad(weighted_loss(got, weights, record), leaves, allow_unused=True)
+    g_ref = torch.autograd.grad(weighted_loss(ref, weights, record), leaves, allow_unused=True)
+    return res, ref, dict(zip(names, g_res)), dict(zip(names, g_ref))
+
+
+def assert_grads_close(g_res, g_ref, rtol=1e-5):
+    for name, expected in g_ref.items():
+        got = g_res[name]
+        if expected is None:
+            assert got is None or not got.any(), name
+            continue
+        assert got is not None, name
+        scale = expected.abs().max().item()
+        torch.testing.assert_close(
+            got,
+            expected,
+            rtol=rtol,
+            atol=rtol * 1e-3 * max(scale, 1.0),
+            msg=lambda m, name=name: f"{name}: {m}",
+        )
+
+
+# --------------------------------------------------------------------------- the grid
+@pytest.mark.parametrize("record", [False, True], ids=["norec", "record"])
+@pytest.mark.parametrize("surrogate", ["step_pwl", "periodic_exponential"])
+@pytest.mark.parametrize("max_spikes", [1.0, 3.0, 2.0**16], ids=["max1", "max3", "maxdef"])
+@pytest.mark.parametrize("t", [1, 7, 50], ids=lambda v: f"T{v}")
+@pytest.mark.parametrize("b", [1, 4], ids=lambda v: f"B{v}")
+@pytest.mark.parametrize("s", [1, 2, 3], ids=lambda v: f"S{v}")
+@pytest.mark.parametrize("rec", [False, True], ids=["ff", "rec"])
+def test_fused_matches_reference(rec, s, b, t, max_spikes, surrogate, record):
+    n = 5
+    p = make_inputs(b, t, n, s, rec=rec, noise=record, seed=hash((rec, s, b, t)) % 2**31)
+    cfg = LIFConfig(max_spikes_per_dt=max_spikes, surrogate=surrogate)
+    ref_kwargs = {"max_spikes": max_spikes, "surrogate": surrogate}
+    res, ref, g_res, g_ref = run_both(p, cfg, record, ref_kwargs)
+
+    assert torch.equal(res.spikes, ref["spikes"])
+    assert res.spikes.max() <= max_spikes
+    if b * t >= 28:  # the inputs make many spikes, multi-spikes, and hit the cap
+        assert (res.spikes > 0).float().mean() > 0.2
+        assert (res.spikes >= min(2.0, max_spikes)).any()
+        assert max_spikes > 3 or (res.spikes == max_spikes).any()
+    if record:
+        for k in ("vmem", "isyn", "irec"):
+            torch.testing.assert_close(getattr(res, k), ref[k], rtol=0, atol=1e-6)
+    else:
+        assert res.vmem is None and res.isyn is None and res.irec is None
+    torch.testing.assert_close(res.vmem_last, ref["vmem"][:, -1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(res.isyn_last, ref["isyn"][:, -1], rtol=0, atol=1e-6)
+    assert torch.equal(res.spikes_last, ref["spikes"][:, -1])
+    assert_grads_close(g_res, g_ref)
+
+
+def test_float32_forward_is_bitwise_equal_to_reference():
+    p = make_inputs(4, 30, 6, 2, dtype=torch.float32, seed=3)
+    cfg = LIFConfig(max_spikes_per_dt=3)
+    res, ref, g_res, g_ref = run_both(p, cfg, True, {"max_spikes": 3.0})
+    assert res.spikes.dtype == torch.float32 and res.vmem.dtype == torch.float32
+    for k in TRACES:  # same operations in the same order: bitwise equal
+        assert torch.equal(getattr(res, k), ref[k]), k
+    assert_grads_close(g_res, g_ref, rtol=1e-4)
+
+
+def test_results_shapes_and_detached_last_states():
+    p = make_inputs(3, 4, 5, 2)
+    res = lif_scan(**p, config=LIFConfig(), record=True)
+    assert isinstance(res, LIFResult)
+    assert res.spikes.shape == res.vmem.shape == (3, 4, 5)
+    assert res.isyn.shape == res.irec.shape == (3, 4, 5, 2)
+    assert res.vmem_last.shape == res.spikes_last.shape == (3, 5)
+    assert res.isyn_last.shape == (3, 5, 2)
+    for last in (res.vmem_last, res.isyn_last, res.spikes_last):
+        assert not last.requires_grad
+    # the last states are independent tensors: updating them in place breaks nothing
+    res.spikes_last.add_(1)
+    res.vmem_last.zero_()
+    res.spikes.sum().backward()
+    assert p["x"].grad is not None
+
+
+def test_no_recurrence_equals_zero_recurrent_weights():
+    p = make_inputs(2, 20, 4, 2, rec=False)
+    zeros = torch.zeros(4, 8, dtype=F64)
+    a = lif_scan(**p, config=LIFConfig(), record=True)
+    b = lif_scan(**{**p, "w_rec": zeros}, config=LIFConfig(), record=True)
+    for k in TRACES:
+        assert torch.equal(getattr(a, k), getattr(b, k))
+    assert not a.irec.any()
+
+
+def test_gradient_only_where_required():
+    p = make_inputs(2, 10, 4, 2, grad=False)
+    p["x"].requires_grad_()
+    p["threshold"].requires_grad_()
+    res = lif_scan(**p, config=LIFConfig(), record=True)
+    (res.spikes.sum() + res.vmem.sum()).backward()
+    assert p["x"].grad is not None and p["threshold"].grad is not None
+    for k in ("vmem0", "isyn0", "spikes0", "alpha", "beta", "bias", "w_rec", "noise"):
+        assert p[k].grad is None
+
+
+def test_no_input_requires_grad():
+    p = make_inputs(2, 5, 3, 1, grad=False)
+    res = lif_scan(**p, config=LIFConfig(), record=True)
+    assert not res.spikes.requires_grad and not res.vmem.requires_grad
+
+
+def test_zero_length_sequence_passes_the_state_through():
+    p = make_inputs(2, 0, 3, 2)
+    res = lif_scan(**p, config=LIFConfig(), record=True)
+    assert res.spikes.shape == (2, 0, 3) and res.isyn.shape == (2, 0, 3, 2)
+    assert torch.equal(res.vmem_last, p["vmem0"].detach())
+    assert torch.equal(res.isyn_last, p["isyn0"].detach())
+
+
+def test_threshold_is_kept_positive_straight_through():
+    p = make_inputs(2, 10, 3, 1)
+    with torch.no_grad():
+        p["threshold"][0] = 0.0
+        p["threshold"][1] = -1.0
+    res = lif_scan(**p, config=LIFConfig(max_spikes_per_dt=31), record=True)
+    assert torch.isfinite(res.vmem).all()
+    assert ((res.spikes >= 0) & (res.spikes <= 31)).all()
+    res.spikes.sum().backward()
+    assert torch.isfinite(p["threshold"].grad).all()
+
+
+# --------------------------------------------------------------------------- hand-computed
+def test_hand_computed_traces():
+    alpha, beta = math.exp(-1 / 20), math.exp(-1 / 10)
+    x = torch.zeros(1, 2, 1, 1, dtype=F64)
+    x[0, 0] = 1.0
+    z = torch.zeros(1, 1, dtype=F64)
+    res = lif_scan(
+        x, z, z.view(1, 1, 1), z, torch.tensor([alpha], dtype=F64),
+        torch.tensor([[beta]], dtype=F64), torch.zeros(1, dtype=F64),
+        torch.tensor([1e6], dtype=F64), None, None, LIFConfig(), record=True,
+    )  # fmt: skip
+    e = math.exp
+    torch.testing.assert_close(res.isyn.flatten(), torch.tensor([e(-0.1), e(-0.2)], dtype=F64))
+    expected_v = torch.tensor([e(-0.1), e(-0.05) * e(-0.1) + e(-0.2)], dtype=F64)
+    torch.testing.assert_close(res.vmem.flatten(), expected_v)
+    assert not res.spikes.any()
+
+
+@pytest.mark.parametrize("max_spikes, spikes, vmem", [(2.0**16, 9, 0.5123), (3, 3, 6.5123)])
+def test_multi_spike_subtractive_reset(max_spikes, spikes, vmem):
+    decay = torch.tensor([math.exp(-0.05)], dtype=F64)
+    x = torch.full((1, 1, 1, 1), 10.0, dtype=F64)
+    z = torch.zeros(1, 1, dtype=F64)
+    res = lif_scan(
+        x, z, z.view(1, 1, 1), z, decay, decay.view(1, 1), torch.zeros(1, dtype=F64),
+        torch.ones(1, dtype=F64), None, None, LIFConfig(max_spikes_per_dt=max_spikes),
+        record=True,
+    )  # fmt: skip
+    assert res.spikes.item() == spikes
+    assert res.vmem.item() == pytest.approx(vmem, abs=1e-4)
+
+
+def test_negative_membrane_is_not_clamped():
+    z = torch.zeros(1, 1, dtype=F64)
+    res = lif_scan(
+        torch.zeros(1, 1, 1, 1, dtype=F64), torch.full((1, 1), -2.0, dtype=F64),
+        z.view(1, 1, 1), z, torch.tensor([math.exp(-0.05)], dtype=F64),
+        torch.ones(1, 1, dtype=F64), torch.zeros(1, dtype=F64), torch.ones(1, dtype=F64),
+        None, None, LIFConfig(), record=True,
+    )  # fmt: skip
+    assert res.vmem.item() == pytest.approx(-1.9025, abs=1e-4)
+
+
+# --------------------------------------------------------------------------- integer mode
+def _int_inputs(b, t, n, s, *, rec, seed):
+    gen = torch.Generator().manual_seed(seed)
+
+    def ints(lo, hi, *shape):
+        return torch.randint(lo, hi, shape, generator=gen).to(F64)
+
+    x = ints(-3000, 9000, b, t, n, s)
+    x[0, min(1, t - 1)] = 40000.0  # drives isyn into positive saturation
+    x[-1, t // 2] = -40000.0  # and negative saturation
+    dash_mem = torch.randint(0, 6, (n,), generator=gen)
+    dash_syn = torch.randint(0, 6, (n, s), generator=gen)
+    p = {
+        "x": x,
+        "vmem0": ints(-500, 500, b, n),
+        "isyn0": ints(-500, 500, b, n, s),
+        "spikes0": ints(0, 3, b, n),
+        "alpha": 1 - 2.0 ** -dash_mem.to(F64),
+        "beta": 1 - 2.0 ** -dash_syn.to(F64),
+        "bias": ints(-50, 50, n),
+        "threshold": ints(200, 2000, n),
+        "w_rec": ints(-800, 800, n, n * s) if rec else None,
+        "noise": None,
+    }
+    return p, dash_mem, dash_syn
+
+
+@pytest.mark.parametrize("max_spikes", [1, 31])
+@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("rec", [False, True], ids=["ff", "rec"])
+def test_integer_mode_matches_python_int_reference(rec, s, max_spikes):
+    p, dash_mem, dash_syn = _int_inputs(2, 12, 4, s, rec=rec, seed=7 * s + rec)
+    cfg = LIFConfig(max_spikes_per_dt=max_spikes, integer=IntegerSemantics(dash_mem, dash_syn))
+    res = lif_scan(**p, config=cfg, record=True)
+    ref = lif_integer_reference(
+        p["x"], p["vmem0"], p["isyn0"], p["spikes0"], dash_mem, dash_syn, p["bias"],
+        p["threshold"], p["w_rec"], max_spikes=max_spikes,
+    )  # fmt: skip
+    for k in TRACES:
+        got = getattr(res, k)
+        assert torch.equal(got, got.round()), f"{k} is not integer-valued"
+        assert torch.equal(got, ref[k]), k
+    assert (res.isyn.abs() > 16000).any()  # the saturating inputs took effect
+    assert res.vmem.max() <= 32767 and res.vmem.min() >= -32768
+
+
+@pytest.mark.parametrize("rec", [False, True], ids=["ff", "rec"])
+def test_integer_mode_gradients_are_the_straight_through_float_ones(rec):
+    p, dash_mem, dash_syn = _int_inputs(2, 15, 3, 2, rec=rec, seed=11)
+    for k in ("x", "alpha", "beta", "bias", "threshold", "w_rec"):
+        if p[k] is not None:
+            p[k].requires_grad_()
+    sem = IntegerSemantics(dash_mem, dash_syn)
+    integer = (dash_mem.to(F64), dash_syn.to(F64), sem.state_min, sem.state_max)
+    res, ref, g_res, g_ref = run_both(
+        p,
+        LIFConfig(max_spikes_per_dt=31, integer=sem),
+        True,
+        {"max_spikes": 31.0, "integer": integer},
+    )
+    for k in TRACES:
+        assert torch.equal(getattr(res, k), ref[k]), k
+    assert_grads_close(g_res, g_ref)
+
+
+def _one_int_step(vmem0, x, dash_mem, dash_syn, threshold=40000.0):
+    n = len(vmem0)
+    tensor = lambda v: torch.tensor(v, dtype=F64)
+    dm, ds = torch.tensor(dash_mem), torch.tensor(dash_syn).view(n, 1)
+    return lif_scan(
+        tensor(x).view(1, 1, n, 1), tensor(vmem0).view(1, n), torch.zeros(1, n, 1, dtype=F64),
+        torch.zeros(1, n, dtype=F64), 1 - 2.0 ** -dm.to(F64), 1 - 2.0 ** -ds.to(F64),
+        torch.zeros(n, dtype=F64), torch.full((n,), threshold, dtype=F64), None, None,
+        LIFConfig(integer=IntegerSemantics(dm, ds)), record=True,
+    )  # fmt: skip
+
+
+def test_integer_bitshift_decay_hand_computed():
+    res = _one_int_step([5.0, 1.0, -1.0, -5.0, 0.0], [0.0] * 5, [1, 4, 4, 1, 3], [0] * 5)
+    assert res.vmem.flatten().tolist() == [3.0, 0.0, 0.0, -2.0, 0.0]
+
+
+def test_integer_saturation_hand_computed():
+    res = _one_int_step([1000.0, -1000.0], [40000.0, -40000.0], [4, 4], [15, 15])
+    # isyn: sat(±40000) = 32767 / -32768, then one decay step of minimum size 1
+    assert res.isyn.flatten().tolist() == [32766.0, -32767.0]
+    # dv = -dec(±1000, 4) + isyn = -62 + 32766 / 63 - 32767; u = sat(vmem + dv)
+    assert res.vmem.flatten().tolist() == [32767.0, -32768.0]
+    spiking = _one_int_step([1000.0], [40000.0], [4], [15], threshold=32767.0)
+    assert spiking.spikes.item() == 1 and spiking.vmem.item() == 0
+
+
+def test_bitshift_decay_examples():
+    v = torch.tensor([5.0, 1.0, -1.0, -5.0, 0.0, 32767.0])
+    dash = torch.tensor([1, 4, 4, 1, 4, 15])
+    assert bitshift_decay(v, dash).tolist() == [3.0, 0.0, 0.0, -2.0, 0.0, 32766.0]
+    assert bitshift_decay(torch.tensor([5, -5]), 1).tolist() == [3, -2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(v=st.integers(-32768, 32767), dash=st.integers(0, 15))
+def test_bitshift_decay_equals_integer_shift(v, dash):
+    step = v >> dash
+    if step == 0 and v != 0:
+        step = 1 if v > 0 else -1
+    got = bitshift_decay(torch.tensor([float(v)], dtype=F64), torch.tensor([dash]))
+    assert got.item() == v - step
+
+
+# --------------------------------------------------------------------------- config & errors
+def test_config_validates_and_is_hashable():
+    cfg = LIFConfig(max_spikes_per_dt=torch.tensor(31.0), learning_window=torch.tensor(0.25))
+    assert cfg.max_spikes_per_dt == 31.0 and isinstance(cfg.max_spikes_per_dt, float)
+    assert hash(cfg) == hash(LIFConfig(max_spikes_per_dt=31, learning_window=0.25))
+    sem = IntegerSemantics(torch.zeros(2), torch.zeros(2, 1))
+    assert hash(LIFConfig(integer=sem)) == hash(LIFConfig(integer=sem))
+    for bad in ({"surrogate": "sigmoid"}, {"backend": "cuda"}, {"max_spikes_per_dt": 0}):
+        with pytest.raises(ValueError, match="expected"):
+            LIFConfig(**bad)
+    with pytest.raises(ValueError, match="state_min < state_max"):
+        IntegerSemantics(torch.zeros(2), torch.zeros(2, 1), state_min=5, state_max=5)
+
+
+@pytest.mark.parametrize(
+    "name, bad",
+    [
+        ("alpha", torch.ones(3)),
+        ("beta", torch.ones(4)),
+        ("threshold", torch.ones(1, 4)),
+        ("w_rec", torch.ones(4, 4)),
+        ("noise", torch.ones(2, 5, 4, 1)),
+        ("vmem0", torch.ones(4)),
+        ("isyn0", torch.ones(2, 4)),
+    ],
+)
+def test_shape_mismatch_raises_with_expected_and_got(name, bad):
+    p = make_inputs(2, 5, 4, 2, grad=False)
+    p[name] = bad.to(F64)
+    with pytest.raises(ValueError, match=rf"`{name}`[\s\S]*expected[\s\S]*got"):
+        lif_scan(**p, config=LIFConfig())
+
+
+def test_input_must_be_four_dimensional():
+    p = make_inputs(2, 5, 4, 1, grad=False)
+    p["x"] = p["x"][..., 0]
+    with pytest.raises(ValueError, match=r"\(B, T, N, S\)[\s\S]*got"):
+        lif_scan(**p, config=LIFConfig())
+
+
+def test_integer_dash_shapes_are_checked():
+    p = make_inputs(2, 5, 4, 2, grad=False)
+    sem = IntegerSemantics(torch.zeros(4), torch.zeros(4, 1))
+    with pytest.raises(ValueError, match="dash_syn"):
+        lif_scan(**p, config=LIFConfig(integer=sem))
+
+
+# --------------------------------------------------------------------------- exp synapse
+@pytest.mark.parametrize("t", [1, 9, 40])
+def test_exp_syn_matches_reference(t):
+    gen = torch.Generator().manual_seed(t)
+    x = torch.randn(3, t, 5, generator=gen, dtype=F64, requires_grad=True)
+    i0 = torch.randn(3, 5, generator=gen, dtype=F64, requires_grad=True)
+    beta = torch.rand(5, generator=gen, dtype=F64).requires_grad_()
+    w = torch.randn(3, t, 5, generator=gen, dtype=F64)
+    got, ref = exp_syn_scan(x, i0, beta), exp_syn_reference(x, i0, beta)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-12)
+    g_got = torch.autograd.grad((got * w).sum(), (x, i0, beta))
+    g_ref = torch.autograd.grad((ref * w).sum(), (x, i0, beta))
+    for a, b in zip(g_got, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_exp_syn_hand_computed_and_errors():
+    x = torch.zeros(1, 3, 1, dtype=F64)
+    x[0, 0] = 1.0
+    out = exp_syn_scan(x, torch.zeros(1, 1, dtype=F64), torch.tensor([math.exp(-0.1)], dtype=F64))
+    expected = torch.tensor([math.exp(-0.1 * k) for k in (1, 2, 3)], dtype=F64)
+    torch.testing.assert_close(out.flatten(), expected)
+    with pytest.raises(ValueError, match=r"`beta`[\s\S]*expected[\s\S]*got"):
+        exp_syn_scan(x, torch.zeros(1, 1), torch.ones(2))
+    with pytest.raises(ValueError, match="B, T, N"):
+        exp_syn_scan(x[0], torch.zeros(1, 1), torch.ones(1))
+
+
+def test_public_names():
+    for name in kernels.__all__:
+        assert getattr(kernels, name) is not None
