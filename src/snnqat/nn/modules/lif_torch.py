@@ -48,6 +48,8 @@ _DEFAULTS.update(dash_mem=1.0, dash_syn=1.0)
 _FAMILY = {"taus": "taus", "decays": "decays", "bitshifts": "bitshifts"}
 _DERIVED = ("tau_mem", "tau_syn", "alpha", "beta", "dash_mem", "dash_syn")
 _SURROGATES = {"step_pwl": StepPWL, "periodic_exponential": PeriodicExponential}
+THRESHOLD_MIN = 1e-3
+"""The smallest threshold the kernel uses: a trained threshold never reaches zero (decision 27)."""
 
 
 def _surrogate_name(fn: Any) -> str:
@@ -268,7 +270,7 @@ class LIFTorch(TorchModule):
             alpha,
             beta,
             self.bias.expand(n_out),
-            self.threshold.expand(n_out),
+            self.threshold.clamp(min=THRESHOLD_MIN).expand(n_out),
             self.w_rec if self._has_rec else None,
             noise,
             self._config(),
