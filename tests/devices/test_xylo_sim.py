@@ -285,6 +285,10 @@ def test_unbatched_state_broadcasts_to_a_batch_but_other_batches_are_refused(sma
     assert np.array_equal(batched[0], batched[1])
     with pytest.raises(ValueError, match="batch size 2 but the raster has 3"):
         small_sim(np.stack([raster] * 3))
+    assert small_sim.state()["Isyn"].shape == (2, 5, 2)
+    small_sim.reset_state()(raster[None])
+    assert small_sim.state()["Vmem"].shape == (1, 5)
+    assert small_sim.reset_state().state()["Vmem"].shape == (5,)
 
 
 def test_torch_and_float_and_bool_rasters_are_accepted(small_sim):

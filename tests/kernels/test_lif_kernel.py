@@ -149,7 +149,10 @@ def test_results_shapes_and_detached_last_states():
     # the last states are independent tensors: updating them in place breaks nothing
     res.spikes_last.add_(1)
     res.vmem_last.zero_()
-    res.spikes.sum().backward()
+    for trace in (res.spikes, res.vmem, res.isyn, res.irec):
+        assert trace.is_contiguous() and trace._base is None
+    res.irec.mul_(1.0)  # in-place use of a recorded trace is allowed
+    (res.spikes.sum() + res.irec.sum()).backward()
     assert p["x"].grad is not None
 
 

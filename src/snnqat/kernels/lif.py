@@ -305,10 +305,9 @@ class _LIFScan(torch.autograd.Function):
         loop(steps, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, config)
 
         last = (v_l[-1].clone(), i_l[-1].clone(), s_l[-1].clone())
-        traces = (vmem, isyn, irec) if record else (None, None, None)
-        traces = tuple(_swap_tb(tr) for tr in traces)
-        if traces[2] is not None:
-            traces = (*traces[:2], traces[2].view(b, t_steps, n, s))
+        if irec is not None:
+            irec = irec.view(t_steps, b, n, s)
+        traces = tuple(_swap_tb(tr) for tr in (vmem, isyn, irec)) if record else (None,) * 3
         return (_swap_tb(spikes), *traces, *last, u, a if keep_a else None)
 
     @staticmethod

@@ -123,9 +123,8 @@ def deliver(
     result = isyn + up + down
     risky = np.flatnonzero(((isyn + up > high) | (isyn + down < low)).any(axis=0))
     if risky.size:
-        result[:, risky] = _replay(
-            isyn[:, risky], counts, proj.weights[active][:, risky], low, high
-        )
+        weights = proj.weights[np.ix_(active, risky)]
+        result[:, risky] = _replay(isyn[:, risky], counts, weights, low, high)
     return result
 
 
@@ -138,8 +137,13 @@ def _matmul(counts: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def _replay(
     x: np.ndarray, counts: np.ndarray, weights: np.ndarray, low: int, high: int
 ) -> np.ndarray:
-    for s in range(counts.shape[1]):
-        x = np.clip(x + counts[:, s, None] * weights[s], low, high)
+    x = x.copy()
+    increment = np.empty_like(x)
+    for s in np.flatnonzero(weights.any(axis=1)):  # a zero row cannot change anything
+        np.multiply(counts[:, s, None], weights[s], out=increment)
+        np.add(x, increment, out=x)
+        np.maximum(x, low, out=x)
+        np.minimum(x, high, out=x)
     return x
 
 

@@ -131,6 +131,7 @@ class XyloSim:
         self._limits = limits
         self._plan = _kernels.build_plan(self._spec, limits)
         self._state: SimState | None = None
+        self._batched = False
 
     @classmethod
     def from_spec(cls, spec: XyloSpec, limits: XyloLimits | None = None) -> XyloSim:
@@ -195,7 +196,7 @@ class XyloSim:
         counts, batched = _counts(raster, self._spec.n_inputs, self._limits.max_input_spikes)
         start = self._start_state(state, counts.shape[0])
         out, final, traces = _kernels.run(self._plan, counts, start, record)
-        self._state = final
+        self._state, self._batched = final, batched
         squeeze = (lambda a: a) if batched else (lambda a: a[0])
         state_out = {k: squeeze(v.astype(np.int32)) for k, v in zip(_KEYS, final)}
         return squeeze(out), state_out, {k: squeeze(v) for k, v in traces.items()}
@@ -205,13 +206,13 @@ class XyloSim:
 
         Before any call (or after :meth:`reset_state`) it is the unbatched zero state.
         """
-        current = self._state or self._zero_state(1)
-        squeeze = (lambda a: a[0]) if current.vmem.shape[0] == 1 else (lambda a: a)
+        current = self._zero_state(1) if self._state is None else self._state
+        squeeze = (lambda a: a) if self._batched else (lambda a: a[0])
         return {k: squeeze(v).astype(np.int32) for k, v in zip(_KEYS, current)}
 
     def reset_state(self) -> XyloSim:
         """Forget the stored state (all zeros again). Returns ``self``."""
-        self._state = None
+        self._state, self._batched = None, False
         return self
 
     def _zero_state(self, batch: int) -> SimState:

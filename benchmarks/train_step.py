@@ -1,0 +1,328 @@
+"""Benchmark one training step and one inference pass of the seed's network shape.
+
+Network: Linear(Nin, H) -> LIF(H) -> Residual(Linear(H, H), LIF(H, recurrent)) -> Linear(H, Nout)
+-> LIF(Nout). Sizes: S = 16/64/8, B=32, T=100; M = 64/256/16, B=64, T=200; L = 128/512/32,
+B=128, T=500. A training step is zero_grad, forward, loss, backward, optimizer step.
+
+Variants of snnqat: ``plain``; ``param`` (stochastic rounding on the weights); ``param+act``
+(plus deterministic rounding of the Linear outputs); ``bitshift`` (bit-shift leaks).
+``--peers`` adds, interleaved in the same run, the reference (PyPI ``rockpool``), snnTorch
+(Linear + ``Synaptic``) and the GEMM floor (the network's matrix products alone: forward,
+grad-input, grad-weight; the recurrent ones one time step at a time).
+
+Usage::
+
+    python benchmarks/train_step.py --sizes S M --peers          # full table
+    python benchmarks/train_step.py --smoke                      # seconds; what CI runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+
+SIZES = {
+    "S": dict(nin=16, hidden=64, nout=8, batch=32, steps=100),
+    "M": dict(nin=64, hidden=256, nout=16, batch=64, steps=200),
+    "L": dict(nin=128, hidden=512, nout=32, batch=128, steps=500),
+    "tiny": dict(nin=4, hidden=8, nout=2, batch=2, steps=5),
+}
+
+
+# --------------------------------------------------------------------------- networks
+def snnqat_net(size: dict, variant: str):
+    import snnqat.transform.torch_transform as tt
+    from snnqat.nn.combinators import Residual, Sequential
+    from snnqat.nn.modules import LIFTorch, LinearTorch
+
+    kw = dict(leak_mode="bitshifts") if variant == "bitshift" else {}
+    h = size["hidden"]
+    net = Sequential(
+        LinearTorch((size["nin"], h)),
+        LIFTorch(h, **kw),
+        Residual(LinearTorch((h, h)), LIFTorch(h, has_rec=True, **kw)),
+        LinearTorch((h, size["nout"])),
+        LIFTorch(size["nout"], **kw),
+    )
+    if variant in ("param", "param+act"):
+        cfg = tt.make_param_T_config(
+            net, lambda p: tt.stochastic_rounding(p, num_levels=2**8), "weights"
+        )
+        net = tt.make_param_T_network(net, cfg)
+    if variant == "param+act":
+        acfg = tt.make_act_T_config(
+            net,
+            lambda a: tt.deterministic_rounding(a, output_range=[-128, 127], num_levels=256),
+            LinearTorch,
+        )
+        net = tt.make_act_T_network(net, acfg)
+    return net
+
+
+def rockpool_net(size: dict):
+    from rockpool.nn.combinators import Residual, Sequential
+    from rockpool.nn.modules import LIFTorch, LinearTorch
+
+    h = size["hidden"]
+    return Sequential(
+        LinearTorch((size["nin"], h)),
+        LIFTorch(h),
+        Residual(LinearTorch((h, h)), LIFTorch(h, has_rec=True)),
+        LinearTorch((h, size["nout"])),
+        LIFTorch(size["nout"]),
+    )
+
+
+class SnnTorchNet(torch.nn.Module):
+    """The same shape in snnTorch: Linear + Synaptic layers, a Python loop over time."""
+
+    def __init__(self, size: dict) -> None:
+        import snntorch as snn
+
+        super().__init__()
+        h = size["hidden"]
+        self.l0 = torch.nn.Linear(size["nin"], h, bias=False)
+        self.n0 = snn.Synaptic(alpha=0.95, beta=0.95)
+        self.l1 = torch.nn.Linear(h, h, bias=False)
+        self.n1 = snn.RSynaptic(alpha=0.95, beta=0.95, linear_features=h)
+        self.l2 = torch.nn.Linear(h, size["nout"], bias=False)
+        self.n2 = snn.Synaptic(alpha=0.95, beta=0.95)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s0, m0 = self.n0.init_synaptic()
+        spk1, s1, m1 = self.n1.init_rsynaptic()
+        s2, m2 = self.n2.init_synaptic()
+        out = []
+        for xt in x.unbind(1):
+            a, s0, m0 = self.n0(self.l0(xt), s0, m0)
+            spk1, s1, m1 = self.n1(self.l1(a), spk1, s1, m1)
+            b, s2, m2 = self.n2(self.l2(a + spk1), s2, m2)
+            out.append(b)
+        return torch.stack(out, 1)
+
+
+# --------------------------------------------------------------------------- steps
+def make_steps(impl: str, size: dict, variant: str = "plain") -> tuple[Callable, Callable]:
+    """Return ``(train_step, inference)`` closures for one implementation."""
+    torch.manual_seed(0)
+    x = (torch.rand(size["batch"], size["steps"], size["nin"]) < 0.3).float() * 2
+    target = torch.rand(size["batch"], size["steps"], size["nout"])
+    if impl == "snnqat":
+        net = snnqat_net(size, variant)
+        params = list(torch.nn.Module.parameters(net))
+
+        def forward():
+            net.reset_state()
+            return net(x)[0]
+    elif impl == "rockpool":
+        net = rockpool_net(size)
+        params = list(net.parameters().astorch())
+
+        def forward():
+            net.reset_state()
+            return net(x)[0]
+    elif impl == "snntorch":
+        net = SnnTorchNet(size)
+        params = list(net.parameters())
+
+        def forward():
+            return net(x)
+    elif impl == "gemm":
+        return gemm_floor(size, x)
+    else:
+        raise ValueError(f"unknown implementation {impl!r}")
+    opt = torch.optim.SGD(params, lr=1e-4)
+
+    def train_step():
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(forward(), target)
+        loss.backward()
+        opt.step()
+
+    def inference():
+        with torch.no_grad():
+            forward()
+
+    return train_step, inference
+
+
+def gemm_floor(size: dict, x: torch.Tensor) -> tuple[Callable, Callable]:
+    """The matrix products of the network alone (what no implementation can avoid)."""
+    b, t, h = size["batch"], size["steps"], size["hidden"]
+    shapes = [(size["nin"], h), (h, h), (h, size["nout"])]
+    ws = [torch.randn(i, o) * 0.1 for i, o in shapes]
+    w_rec = torch.randn(h, h) * 0.1
+    acts = [x.reshape(b * t, -1)] + [torch.rand(b * t, i) for i, _ in shapes[1:]]
+    grads = [torch.rand(b * t, o) for _, o in shapes]
+    s_steps = torch.rand(t, b, h)
+
+    def forward():
+        for a, w in zip(acts, ws):
+            a @ w
+        for st in s_steps.unbind(0):
+            st @ w_rec
+
+    def train_step():
+        forward()
+        for a, w, g in zip(acts, ws, grads):
+            g @ w.T
+            a.T @ g
+        for st in s_steps.unbind(0):
+            st @ w_rec.T
+        s_steps.reshape(b * t, h).T @ s_steps.reshape(b * t, h)
+
+    return train_step, forward
+
+
+# --------------------------------------------------------------------------- measurement
+def peak_extra_mb(fn: Callable) -> float:
+    """Peak resident memory added while ``fn`` runs (Linux: resets VmHWM via clear_refs)."""
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        base = _status_kb("VmRSS")
+        fn()
+        return (_status_kb("VmHWM") - base) / 1024
+    except OSError:
+        return float("nan")
+
+
+def measure_memory(size: str, impl: str, variant: str) -> float:
+    """Peak extra MB of one training step, measured in a fresh process.
+
+    glibc's mmap threshold is pinned so that freed buffers return to the OS and the second
+    step's peak reflects what one step needs, not what the allocator kept from the first.
+    """
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
+    cmd = [sys.executable, __file__, "--_memory", size, impl, variant]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    try:
+        return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"])
+    except (ValueError, IndexError, KeyError):
+        return float("nan")
+
+
+def _memory_child(size: str, impl: str, variant: str) -> None:
+    torch.set_num_threads(2)
+    train, _ = make_steps(impl, SIZES[size], variant)
+    train()
+    print(json.dumps({"peak_mb": peak_extra_mb(train)}))
+
+
+def _status_kb(key: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise OSError(key)
+
+
+def time_ms(fn: Callable) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def run(sizes: list[str], peers: bool, repeats: int, variants: list[str]) -> list[dict]:
+    rows = []
+    for size_name in sizes:
+        size = SIZES[size_name]
+        entries = [("snnqat", v) for v in variants]
+        if peers:
+            entries += [("rockpool", "plain"), ("snntorch", "plain"), ("gemm", "floor")]
+        entries = [e for e in entries if _available(e[0])]
+        closures = {e: make_steps(e[0], size, e[1]) for e in entries}
+        for train, infer in closures.values():  # warm-up (JIT compilation, allocator)
+            train()
+            infer()
+        n_rep = {e: _repeats(e[0], size_name, repeats) for e in entries}
+        times = {e: ([], []) for e in entries}
+        for r in range(max(n_rep.values())):  # interleaved
+            for e, (train, infer) in closures.items():
+                if r < n_rep[e]:
+                    times[e][0].append(time_ms(train))
+                    times[e][1].append(time_ms(infer))
+        for e, (train, infer) in closures.items():
+            rows.append(
+                dict(
+                    size=size_name,
+                    impl=e[0],
+                    variant=e[1],
+                    train_med=statistics.median(times[e][0]),
+                    train_min=min(times[e][0]),
+                    infer_med=statistics.median(times[e][1]),
+                    infer_min=min(times[e][1]),
+                    peak_mb=measure_memory(size_name, e[0], e[1]),
+                )
+            )
+        del closures
+        gc.collect()
+    return rows
+
+
+def _available(impl: str) -> bool:
+    if impl in ("snnqat", "gemm"):
+        return True
+    try:
+        __import__(impl)
+    except ImportError:
+        return False
+    return True
+
+
+def _repeats(impl: str, size: str, repeats: int) -> int:
+    slow = impl in ("rockpool", "snntorch") and size in ("M", "L")
+    return max(1, repeats // (5 if slow and size == "M" else 20 if slow else 1))
+
+
+def table(rows: list[dict]) -> str:
+    """A markdown table with ratios against the plain snnqat step and the peers."""
+    lines = [
+        "| size | implementation | variant | train median ms | train min ms | infer median ms "
+        "| peak extra MB | vs snnqat plain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    base = {r["size"]: r for r in rows if r["impl"] == "snnqat" and r["variant"] == "plain"}
+    for r in rows:
+        ref = base.get(r["size"])
+        ratio = r["train_med"] / ref["train_med"] if ref else float("nan")
+        lines.append(
+            f"| {r['size']} | {r['impl']} | {r['variant']} | {r['train_med']:.1f} | "
+            f"{r['train_min']:.1f} | {r['infer_med']:.1f} | {r['peak_mb']:.0f} | {ratio:.2f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", nargs="+", default=["S", "M"], choices=list(SIZES))
+    parser.add_argument("--peers", action="store_true", help="also run rockpool, snnTorch, GEMM")
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variants", nargs="+", default=["plain", "param", "param+act", "bitshift"]
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny size, 2 repeats (for CI)")
+    parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._memory:
+        _memory_child(*args._memory)
+        return
+    torch.set_num_threads(args.threads)
+    if args.smoke:
+        args.sizes, args.repeats = ["tiny"], 2
+    print(table(run(args.sizes, args.peers, args.repeats, args.variants)))
+
+
+if __name__ == "__main__":
+    main()
