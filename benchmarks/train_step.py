@@ -252,7 +252,7 @@ def run(sizes: list[str], peers: bool, repeats: int, variants: list[str]) -> lis
                 if r < n_rep[e]:
                     times[e][0].append(time_ms(train))
                     times[e][1].append(time_ms(infer))
-        for e, (train, infer) in closures.items():
+        for e in closures:
             rows.append(
                 dict(
                     size=size_name,
