@@ -109,7 +109,10 @@ def lif_reference(
             dash_mem, dash_syn, lo, hi = integer
             with torch.no_grad():
                 a_int = (i_syn + x_t).clamp(lo, hi)
-                a_int = (a_int + irec).clamp(lo, hi)
+                if w_rec is not None:  # each source saturates on its own, in order
+                    for m in range(n):
+                        contrib = spk[:, m : m + 1] * w_rec[m]
+                        a_int = (a_int + contrib.reshape(b, n, s)).clamp(lo, hi)
             a = _straight_through(a, a_int)
         i_new = beta * a
         if integer is not None:
@@ -120,8 +123,8 @@ def lif_reference(
         if integer is not None:
             with torch.no_grad():
                 dv = -_dec(v, dash_mem)
-                for k in range(s):
-                    dv = (dv + i_new[..., k]).clamp(lo, hi)
+                dv = torch.where((dash_mem == 0) & (dv == -lo), torch.full_like(dv, lo), dv)
+                dv = (dv + i_new.sum(-1)).clamp(lo, hi)  # exact synapse sum, saturated once
                 dv = (dv + bias + noise_t).clamp(lo, hi)
                 u_int = (v + dv).clamp(lo, hi)
             u = _straight_through(u, u_int)
@@ -155,7 +158,8 @@ def lif_integer_reference(
     lo=-32768,
     hi=32767,
 ):
-    """Hardware integer LIF with Python ints, element by element (see kernel_api.md).
+    """Hardware integer LIF with Python ints, element by element (Xylo core semantics,
+    ``docs/dev/xylo_semantics.md``: per-source saturation, exact synapse sum).
 
     All arguments are integer-valued tensors (``w_rec`` may be ``None``).
 
@@ -186,11 +190,15 @@ def lif_integer_reference(
             new_spk = [0] * n_n
             for j in range(n_n):
                 for k in range(s_n):
-                    cur = sat(sat(i_syn[j][k] + xs[b][t][j][k]) + irec[j][k])
+                    cur = sat(i_syn[j][k] + xs[b][t][j][k])
+                    if w is not None:  # each source neuron saturates on its own, in order
+                        for m in range(n_n):
+                            cur = sat(cur + spk[m] * w[m][j * s_n + k])
                     i_syn[j][k] = cur - _py_dec(cur, ds[j][k])
-                dv = -_py_dec(v[j], dm[j])
-                for k in range(s_n):
-                    dv = sat(dv + i_syn[j][k])
+                leak = -_py_dec(v[j], dm[j])
+                if leak == -lo:  # -dec(-32768, 0) wraps around in 16 bits, as in the core
+                    leak = lo
+                dv = sat(leak + sum(i_syn[j]))  # synapses summed exactly, saturated once
                 dv = sat(dv + bs[j])
                 vm = sat(v[j] + dv)
                 count = 0

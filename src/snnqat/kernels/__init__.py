@@ -6,8 +6,11 @@
 * :class:`StepPWL`, :class:`PeriodicExponential`: stand-alone multi-spike functions with
   surrogate gradients; :func:`spike_count` and the ``*_grads`` helpers hold their formulas.
 * :func:`bitshift_decay`: the hardware decay ``v - dec(v, dash)``.
+* :class:`HardwareOptions`, :func:`delivery_bounds`, :func:`delay_steps`: integer delivery of
+  spikes through saturating synapses (hardware-faithful mode).
 """
 
+from snnqat.kernels.integer import HardwareOptions, delay_steps, delivery_bounds
 from snnqat.kernels.lif import (
     MIN_THRESHOLD,
     IntegerSemantics,
@@ -27,6 +30,9 @@ from snnqat.kernels.surrogates import (
 )
 
 __all__ = [
+    "HardwareOptions",
+    "delay_steps",
+    "delivery_bounds",
     "MIN_THRESHOLD",
     "SURROGATE_GRADS",
     "IntegerSemantics",

@@ -12,10 +12,19 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from snnqat.nn.modules import TorchModule
 from snnqat.nn.modules.module import ModuleBase
 from snnqat.parameters import canonical_families
-from snnqat.transform._wrappers import ActWrapper, TWrapper, is_wrapper, unwrap, walk_submodules
+from snnqat.transform._wrappers import (
+    ActWrapper,
+    TWrapper,
+    is_wrapper,
+    transformed_values,
+    unwrap,
+    walk_submodules,
+)
 from snnqat.utilities.tree_utils import tree_map
 
 __all__ = [
@@ -249,11 +258,35 @@ def apply_T(T_net: ModuleBase, inplace: bool = False) -> Any:
     return T_net
 
 
-def _burn_in(mod: ModuleBase) -> None:
-    if isinstance(mod, TWrapper):
-        mod.apply_T()
-    for sub in walk_submodules(mod).values():
-        _burn_in(sub)
+def _burn_in(root: ModuleBase) -> None:
+    """Compute every transformed value first, then write them all.
+
+    Transforms may read other parameters (e.g. a scale shared by a layer group), so writing
+    one burned value before computing the next would change what the next one sees.
+    """
+    updates: list = []
+    _collect_burn_in(root, updates)
+    with torch.no_grad():
+        for leaf, values in updates:
+            leaf.set_attributes(values)
+
+
+def _collect_burn_in(mod: ModuleBase, updates: list) -> None:
+    if isinstance(mod, TWrapper) or (is_wrapper(mod) and _has_twrapper(mod)):
+        with torch.no_grad():
+            values = transformed_values(mod)
+        if values:
+            updates.append((unwrap(mod)[0], values))
+    for sub in walk_submodules(unwrap(mod)[0]).values():
+        _collect_burn_in(sub, updates)
+
+
+def _has_twrapper(mod: Any) -> bool:
+    while is_wrapper(mod):
+        if isinstance(mod, TWrapper):
+            return True
+        mod = mod._mod
+    return False
 
 
 def remove_T_net(T_net: ModuleBase, inplace: bool = False) -> Any:

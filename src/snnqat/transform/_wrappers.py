@@ -20,7 +20,7 @@ from torch.func import functional_call
 from snnqat.nn.modules import TorchModule
 from snnqat.nn.modules.module import ModuleBase
 
-__all__ = ["TWrapper", "ActWrapper", "is_wrapper", "unwrap"]
+__all__ = ["TWrapper", "ActWrapper", "is_wrapper", "unwrap", "transformed_values"]
 
 
 def is_wrapper(mod: Any) -> bool:
@@ -34,6 +34,22 @@ def unwrap(mod: Any) -> tuple[Any, str]:
     while is_wrapper(mod):
         mod, prefix = mod._mod, prefix + "_mod."
     return mod, prefix
+
+
+def transformed_values(slot: Any) -> dict[str, torch.Tensor]:
+    """The values the innermost module's transformed attributes take in a forward pass.
+
+    ``slot`` is a module or a chain of wrappers around one; the transforms of every
+    :class:`TWrapper` in the chain are applied from the outside in, as the forward does.
+    """
+    leaf, values = unwrap(slot)[0], {}
+    node = slot
+    while is_wrapper(node):
+        for key, fn in getattr(node, "_T_config", {}).items():
+            value = values.get(key, _raw_attr(leaf, key))
+            values[key] = fn(value) if fn is not None else value
+        node = node._mod
+    return values
 
 
 class _WrapperBase(TorchModule):

@@ -31,10 +31,22 @@ class TorchResidual(TorchSequential):
                 "`size_in` and `size_out` must be identical for a residual block: got "
                 f"size_in={self.size_in}, size_out={self.size_out}."
             )
+        self.alias = False
 
     def evolve(self, input_data: Any, record: bool = False) -> tuple:
-        """Evolve the chain and add the (batched) input to its output."""
+        """Evolve the chain and add the (batched) input to its output.
+
+        With ``alias`` set (hardware-faithful mode), the input spikes are instead aliased onto
+        the last neuron layer of the chain, as on a Xylo core: they count toward that layer's
+        spike cap and are part of its output.
+        """
         data, _ = self._auto_batch(input_data)
+        if self.alias:
+            last = list(self._modules.values())[-1]
+            while "_mod" in last._modules:  # look through transformation wrappers
+                last = last._modules["_mod"]
+            last.__dict__["_spike_offset"] = data
+            return super().evolve(data, record=record)
         out, state, rec = super().evolve(data, record=record)
         return out + data, state, rec
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from snnqat.kernels import IntegerSemantics, LIFConfig, lif_scan
+from snnqat.kernels import HardwareOptions, IntegerSemantics, LIFConfig, lif_scan
 from snnqat.kernels.surrogates import PeriodicExponential, StepPWL
 from snnqat.nn.modules._init import constant, kaiming_transposed, zeros
 from snnqat.nn.modules.torch_module import TorchModule
@@ -149,7 +149,7 @@ class LIFTorch(TorchModule):
         self._surrogate = _surrogate_name(spike_generation_fn)
         self.spike_generation_fn = SimulationParameter(_SURROGATES[self._surrogate].apply)
         self._has_rec = SimulationParameter(bool(has_rec))
-        self.hardware: IntegerSemantics | None = None
+        self.hardware: HardwareOptions | None = None
         self._make_leak_params(leak_mode, leak, n_out)
         self.bias = Parameter(
             _checked_value("bias", bias),
@@ -242,24 +242,60 @@ class LIFTorch(TorchModule):
         return alpha.expand(n_out), beta.expand(n_out, n_syn)
 
     # ---------------------------------------------------------------- evolution
-    def _config(self) -> LIFConfig:
+    def _config(self, integer: IntegerSemantics | None = None) -> LIFConfig:
         return LIFConfig(
             max_spikes_per_dt=float(self.max_spikes_per_dt),
             learning_window=float(self.learning_window),
             surrogate=self._surrogate,
-            integer=self.hardware,
+            integer=integer,
         )
+
+    def _hardware_leak(self, hw: HardwareOptions) -> tuple:
+        """Integer bit-shifts and their straight-through decay factors ``1 - 2**-dash``."""
+        n_out, n_syn = self.size_out, self.n_synapses
+        dashes, decays = [], []
+        for name, shape in (("dash_mem", (n_out,)), ("dash_syn", (n_out, n_syn))):
+            dash = nn_getattr(self, name) if self.leak_mode == "bitshifts" else self._derived(name)
+            dash = dash.expand(shape)
+            dash_int = dash.detach().round().clamp(0, hw.max_dash)
+            dashes.append(dash_int)
+            decays.append(1.0 - torch.pow(2.0, -(dash + (dash_int - dash).detach())))
+        return dashes, decays
+
+    def _hardware_inputs(self, data: Any, hw: HardwareOptions) -> tuple:
+        """Split a hardware weight layer's ``(B, T, Nin, 3)`` output into currents and bounds."""
+        if isinstance(data, torch.Tensor) and data.dim() == 4 and data.shape[-1] == 3:
+            current, lo, hi = data.unbind(-1)
+            return current, lo, hi
+        return data, None, None
 
     def forward(self, data: Any) -> torch.Tensor:
         """Evolve over ``(B, T, Nin)`` input; returns spike counts ``(B, T, Nout)``."""
         n_out, n_syn = self.size_out, self.n_synapses
+        hw, integer, offset = self.hardware, None, self.__dict__.pop("_spike_offset", None)
+        lo = hi = None
+        if hw is not None:
+            data, lo, hi = self._hardware_inputs(data, hw)
         data, (vmem, isyn, spikes) = self._auto_batch(
             data, (self.vmem, self.isyn, self.spikes), ((n_out,), (n_out, n_syn), (n_out,))
         )
         batch, steps, _ = data.shape
-        alpha, beta = self.leak_factors()
+        if hw is None:
+            alpha, beta = self.leak_factors()
+        else:
+            (dash_mem, dash_syn), (alpha, beta) = self._hardware_leak(hw)
+            shape4 = (batch, steps, n_out, n_syn)
+            integer = IntegerSemantics(
+                dash_mem,
+                dash_syn,
+                hw.state_min,
+                hw.state_max,
+                x_lo=None if lo is None else lo.reshape(shape4),
+                x_hi=None if hi is None else hi.reshape(shape4),
+                spike_offset=None if offset is None else offset.detach(),
+            )
         noise = None
-        if self.noise_std > 0:
+        if self.noise_std > 0 and hw is None:
             scale = self.noise_std * math.sqrt(self.dt)
             noise = scale * torch.randn(batch, steps, n_out, device=data.device, dtype=data.dtype)
         res = lif_scan(
@@ -273,19 +309,22 @@ class LIFTorch(TorchModule):
             self.threshold.clamp(min=THRESHOLD_MIN).expand(n_out),
             self.w_rec if self._has_rec else None,
             noise,
-            self._config(),
+            self._config(integer),
             record=self._record,
         )
         self.vmem, self.isyn, self.spikes = res.vmem_last, res.isyn_last, res.spikes_last
+        out = res.spikes
+        if offset is not None:  # aliased spikes pass their gradient straight through
+            out = out + (offset - offset.detach())
         if self._record:
             irec = res.irec if res.irec is not None else torch.zeros_like(res.isyn)
             self._record_dict = {
                 "vmem": res.vmem,
                 "isyn": res.isyn,
                 "irec": irec,
-                "spikes": res.spikes,
+                "spikes": out,
             }
-        return res.spikes
+        return out
 
 
 def nn_getattr(mod: torch.nn.Module, name: str) -> Any:
@@ -307,7 +346,8 @@ def _convert(value: torch.Tensor, mode: str, kind: str, dt: float) -> torch.Tens
         return decay
     if kind == _TAU:
         return value if mode == "taus" else -dt / torch.log(decay)
-    return value if mode == "bitshifts" else -torch.log2(1.0 - decay)
+    # decay >= 1 (a time constant trained to <= 0) maps to the slowest leak, never to NaN
+    return value if mode == "bitshifts" else -torch.log2((1.0 - decay).clamp_min(2.0**-30))
 
 
 def _check_lif_shape(shape: Any) -> tuple[int, int]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from snnqat.kernels import HardwareOptions, delay_steps, delivery_bounds
 from snnqat.nn.modules._init import kaiming_transposed, uniform_fan_in
 from snnqat.nn.modules.torch_module import TorchModule
 from snnqat.parameters import Parameter
@@ -64,16 +65,33 @@ class LinearTorch(TorchModule):
             )
         else:
             self.bias = None
+        self.hardware: HardwareOptions | None = None
 
     def forward(self, data: Any) -> torch.Tensor:
-        """Apply the weights to ``(B, T, Nin)`` input; returns ``(B, T, Nout)``."""
+        """Apply the weights to ``(B, T, Nin)`` input; returns ``(B, T, Nout)``.
+
+        With ``hardware`` options set (see :func:`snnqat.devices.xylo.hardware_faithful`),
+        the input spike counts are capped and delayed, and the output is
+        ``(B, T, Nout, 3)``: the summed currents and the bounds of their saturating
+        delivery (:func:`snnqat.kernels.delivery_bounds`), which an integer-mode LIF applies.
+        """
         data, _ = self._auto_batch(data)
+        if self.hardware is not None:
+            return _hardware_forward(data, self.weight, self.hardware)
         out = data @ self.weight
         return out + self.bias if self.bias is not None else out
 
     def as_graph(self) -> Any:
         """Not provided: use :func:`snnqat.nir.to_nir` for graph export."""
         raise NotImplementedError("LinearTorch.as_graph: use snnqat.nir.to_nir instead.")
+
+
+def _hardware_forward(data: torch.Tensor, weight: torch.Tensor, hw: HardwareOptions):
+    if hw.input_cap is not None:
+        data = data + (data.clamp(max=hw.input_cap) - data).detach()
+    data = delay_steps(data, hw.delay)
+    lo, hi = delivery_bounds(data.detach(), weight.detach(), hw.state_min, hw.state_max)
+    return torch.stack((data @ weight, lo, hi), -1)
 
 
 def _check_linear_shape(shape: Any) -> tuple[int, int]:
