@@ -207,3 +207,32 @@ def test_copy_pickle_state_dict_round_trips(record):
 def test_torch_module_from_torch_rejects_non_modules():
     with pytest.raises(TypeError, match="expected a torch.nn.Module"):
         TorchModule.from_torch(42)
+
+
+def test_set_attributes_is_all_or_nothing():
+    net = Sequential(LinearTorch((2, 2)), LinearTorch((2, 2)))
+    w0 = net[0].weight.clone()
+    with pytest.raises(ValueError, match="must be of shape"):
+        net.set_attributes(
+            {
+                "0_LinearTorch": {"weight": torch.zeros(2, 2)},
+                "1_LinearTorch": {"weight": torch.zeros(3)},
+            }
+        )
+    assert torch.equal(net[0].weight, w0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "match"),
+    [
+        (dict(shape=(2, 2), weight=torch.tensor([[1.0, float("nan")], [0.0, 0.0]])), ValueError,
+         "weight: expected finite values"),
+        (dict(shape=(2, 2), weight="w"), TypeError, "weight: expected a tensor"),
+        (dict(shape=(2, 2), weight=torch.ones(3, 3)), ValueError, "fits none of the permitted"),
+        (dict(shape=3), ValueError, "2-element shape"),
+        (dict(shape=(2, 0)), ValueError, "positive ints"),
+    ],
+)  # fmt: skip
+def test_linear_rejects_bad_input(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        LinearTorch(**kwargs)

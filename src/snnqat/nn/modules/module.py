@@ -156,6 +156,13 @@ class ModuleBase:
 
     def set_attributes(self, new_attributes: dict) -> ModuleBase:
         """Set registered attributes from a nested dict (shapes are checked); returns self."""
+        updates: list = []
+        self._collect_updates(new_attributes, updates)
+        for mod, name, value in updates:  # all checked first: nothing is half-set on error
+            setattr(mod, name, value)
+        return self
+
+    def _collect_updates(self, new_attributes: Any, updates: list) -> None:
         if not isinstance(new_attributes, dict):
             raise TypeError(
                 f"new_attributes: expected a nested dict, got {type(new_attributes).__name__}."
@@ -163,10 +170,10 @@ class ModuleBase:
         subs = self._submodule_dict()
         for k, v in new_attributes.items():
             if k in subs and isinstance(v, dict):
-                subs[k].set_attributes(v)
+                subs[k]._collect_updates(v, updates)
             elif k in self._snn_attributes:
-                setattr(self, k, v)
-        return self
+                _check_assigned_shape(k, v, self._snn_attributes[k])
+                updates.append((self, k, v))
 
     def reset_state(self) -> ModuleBase:
         """Re-initialise every ``State`` (recursively); returns self."""
