@@ -17,7 +17,7 @@ from snnqat.nn.combinators import Residual, Sequential
 # In[1]: basic imports
 from snnqat.nn.modules import LIFTorch, LinearTorch
 
-torch.manual_seed(0)
+torch.manual_seed(3)  # any seed works; this one shows spikes in In[8]
 
 
 def show(label, value):
