@@ -227,7 +227,7 @@ def test_set_attributes_is_all_or_nothing():
     [
         (dict(shape=(2, 2), weight=torch.tensor([[1.0, float("nan")], [0.0, 0.0]])), ValueError,
          "weight: expected finite values"),
-        (dict(shape=(2, 2), weight="w"), TypeError, "weight: expected a tensor"),
+        (dict(shape=(2, 2), weight="w"), TypeError, "weight: expected a number or a tensor"),
         (dict(shape=(2, 2), weight=torch.ones(3, 3)), ValueError, "fits none of the permitted"),
         (dict(shape=3), ValueError, "2-element shape"),
         (dict(shape=(2, 0)), ValueError, "positive ints"),

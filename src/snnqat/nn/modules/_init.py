@@ -1,12 +1,13 @@
-"""Picklable default initialisation functions for module parameters."""
+"""Picklable default initialisation functions and value checks for module parameters."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-__all__ = ["kaiming_transposed", "uniform_fan_in", "zeros", "constant"]
+__all__ = ["kaiming_transposed", "uniform_fan_in", "zeros", "constant", "checked_value"]
 
 
 def kaiming_transposed(shape: tuple[int, ...]) -> torch.Tensor:
@@ -38,3 +39,19 @@ class constant:  # noqa: N801 - used like a function
 
     def __call__(self, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.full(shape, self.value)
+
+
+def checked_value(name: str, value: Any, positive: bool = False) -> Any:
+    """``value`` as a float tensor, finite (and ``> 0`` if ``positive``); ``None`` passes."""
+    if value is None:
+        return None
+    if not isinstance(value, (torch.Tensor, float, int, list, tuple)) and not hasattr(
+        value, "__array__"
+    ):
+        raise TypeError(f"{name}: expected a number or a tensor, got {type(value).__name__}.")
+    t = torch.as_tensor(value, dtype=torch.get_default_dtype())
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name}: expected finite values, got {t.tolist()}.")
+    if positive and not (t > 0).all():
+        raise ValueError(f"{name}: expected values > 0, got {t.tolist()}.")
+    return t

@@ -32,6 +32,7 @@ import torch
 
 from snnqat.kernels import HardwareOptions, IntegerSemantics, LIFConfig, lif_scan
 from snnqat.kernels.surrogates import PeriodicExponential, StepPWL
+from snnqat.nn.modules._init import checked_value as _checked_value
 from snnqat.nn.modules._init import constant, kaiming_transposed, zeros
 from snnqat.nn.modules.torch_module import TorchModule
 from snnqat.parameters import Parameter, SimulationParameter, State
@@ -381,21 +382,6 @@ def _check_leak_args(mode: Any, leak: dict) -> None:
 def _check_positive(name: str, value: Any) -> None:
     if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}: expected a finite number > 0, got {value!r}.")
-
-
-def _checked_value(name: str, value: Any, positive: bool = False) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, (torch.Tensor, float, int, list, tuple)) and not hasattr(
-        value, "__array__"
-    ):
-        raise TypeError(f"{name}: expected a number or a tensor, got {type(value).__name__}.")
-    t = torch.as_tensor(value, dtype=torch.get_default_dtype())
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name}: expected finite values, got {t.tolist()}.")
-    if positive and not (t > 0).all():
-        raise ValueError(f"{name}: expected values > 0, got {t.tolist()}.")
-    return t
 
 
 def _check_range(name: str, value: torch.Tensor, lo: float, hi: float) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from snnqat.kernels import HardwareOptions, delay_steps, delivery_bounds
-from snnqat.nn.modules._init import kaiming_transposed, uniform_fan_in
+from snnqat.nn.modules._init import checked_value, kaiming_transposed, uniform_fan_in
 from snnqat.nn.modules.torch_module import TorchModule
 from snnqat.parameters import Parameter
 
@@ -54,7 +54,7 @@ class LinearTorch(TorchModule):
     ) -> None:
         shape = _check_linear_shape(shape)
         super().__init__(shape=shape, spiking_input=False, spiking_output=False, **kwargs)
-        weight, bias = _finite("weight", weight), _finite("bias", bias)
+        weight, bias = checked_value("weight", weight), checked_value("bias", bias)
         self.weight = Parameter(weight, family="weights", init_func=weight_init_func, shape=shape)
         has_bias = has_bias or bias is not None
         if has_bias:
@@ -93,19 +93,6 @@ def _hardware_forward(data: torch.Tensor, weight: torch.Tensor, hw: HardwareOpti
     data = delay_steps(data, hw.delay)
     lo, hi = delivery_bounds(data.detach(), weight.detach(), hw.state_min, hw.state_max)
     return torch.stack((data @ weight, lo, hi), -1)
-
-
-def _finite(name: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if not isinstance(value, (torch.Tensor, list, tuple, float, int)) and not hasattr(
-        value, "__array__"
-    ):
-        raise TypeError(f"{name}: expected a tensor, got {type(value).__name__}.")
-    t = torch.as_tensor(value, dtype=torch.get_default_dtype())
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name}: expected finite values, got a tensor with NaN or inf.")
-    return t
 
 
 def _check_linear_shape(shape: Any) -> tuple[int, int]:
