@@ -10,17 +10,26 @@ Variants of snnqat: ``plain``; ``param`` (stochastic rounding on the weights); `
 (Linear + ``Synaptic``) and the GEMM floor (the network's matrix products alone: forward,
 grad-input, grad-weight; the recurrent ones one time step at a time).
 
+The table reports, per size, the training-step time of each entry relative to the plain
+snnqat step (``x plain``), the speed-up of snnqat over the reference and snnTorch
+(``rockpool / this``, ``snnTorch / this``), the distance to the GEMM floor
+(``this / floor``) and the peak extra memory relative to the reference (``mem / rockpool``).
+
 Usage::
 
     python benchmarks/train_step.py --sizes S M --peers          # full table
+    python benchmarks/train_step.py --sizes S M L --peers --csv out.csv
     python benchmarks/train_step.py --smoke                      # seconds; what CI runs
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime
 import gc
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -233,7 +242,10 @@ def time_ms(fn: Callable) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def run(sizes: list[str], peers: bool, repeats: int, variants: list[str]) -> list[dict]:
+def run(
+    sizes: list[str], peers: bool, repeats: int, variants: list[str], memory: bool = True
+) -> list[dict]:
+    """Time every entry of every size (interleaved) and measure its peak memory."""
     rows = []
     for size_name in sizes:
         size = SIZES[size_name]
@@ -262,7 +274,7 @@ def run(sizes: list[str], peers: bool, repeats: int, variants: list[str]) -> lis
                     train_min=min(times[e][0]),
                     infer_med=statistics.median(times[e][1]),
                     infer_min=min(times[e][1]),
-                    peak_mb=measure_memory(size_name, e[0], e[1]),
+                    peak_mb=measure_memory(size_name, e[0], e[1]) if memory else math.nan,
                 )
             )
         del closures
@@ -285,22 +297,82 @@ def _repeats(impl: str, size: str, repeats: int) -> int:
     return max(1, repeats // (5 if slow and size == "M" else 20 if slow else 1))
 
 
+RATIOS = (
+    "x_plain",
+    "rockpool_over_this",
+    "snntorch_over_this",
+    "this_over_floor",
+    "mem_over_rockpool",
+)
+
+
+def add_ratios(rows: list[dict]) -> list[dict]:
+    """Add the ratio columns (NaN where a reference entry is missing) to every row."""
+    by_key = {(r["size"], r["impl"], r["variant"]): r for r in rows}
+    nan = {"train_med": math.nan, "peak_mb": math.nan}
+    for r in rows:
+        size = r["size"]
+        plain = by_key.get((size, "snnqat", "plain"), nan)
+        rock = by_key.get((size, "rockpool", "plain"), nan)
+        snnt = by_key.get((size, "snntorch", "plain"), nan)
+        floor = by_key.get((size, "gemm", "floor"), nan)
+        t = r["train_med"]
+        r["x_plain"] = t / plain["train_med"]
+        r["rockpool_over_this"] = rock["train_med"] / t
+        r["snntorch_over_this"] = snnt["train_med"] / t
+        r["this_over_floor"] = t / floor["train_med"]
+        r["mem_over_rockpool"] = r["peak_mb"] / rock["peak_mb"] if rock["peak_mb"] > 0 else math.nan
+    return rows
+
+
+def _fmt(value: float, digits: int = 1, suffix: str = "") -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}{suffix}"
+
+
 def table(rows: list[dict]) -> str:
-    """A markdown table with ratios against the plain snnqat step and the peers."""
+    """A markdown table of the timings, memory and the ratios (see the module docstring)."""
     lines = [
         "| size | implementation | variant | train median ms | train min ms | infer median ms "
-        "| peak extra MB | vs snnqat plain |",
-        "|---|---|---|---|---|---|---|---|",
+        "| peak extra MB | x plain | rockpool / this | snnTorch / this | this / floor "
+        "| mem / rockpool |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    base = {r["size"]: r for r in rows if r["impl"] == "snnqat" and r["variant"] == "plain"}
-    for r in rows:
-        ref = base.get(r["size"])
-        ratio = r["train_med"] / ref["train_med"] if ref else float("nan")
+    for r in add_ratios(rows):
         lines.append(
-            f"| {r['size']} | {r['impl']} | {r['variant']} | {r['train_med']:.1f} | "
-            f"{r['train_min']:.1f} | {r['infer_med']:.1f} | {r['peak_mb']:.0f} | {ratio:.2f}x |"
+            f"| {r['size']} | {r['impl']} | {r['variant']} | {_fmt(r['train_med'])} | "
+            f"{_fmt(r['train_min'])} | {_fmt(r['infer_med'])} | {_fmt(r['peak_mb'], 0)} | "
+            f"{_fmt(r['x_plain'], 2, 'x')} | {_fmt(r['rockpool_over_this'], 1, 'x')} | "
+            f"{_fmt(r['snntorch_over_this'], 1, 'x')} | {_fmt(r['this_over_floor'], 2, 'x')} | "
+            f"{_fmt(r['mem_over_rockpool'], 2)} |"
         )
     return "\n".join(lines)
+
+
+def write_csv(rows: list[dict], path: str) -> None:
+    """Write the rows (with the ratio columns) to ``path`` as CSV."""
+    rows = add_ratios(rows)
+    fields = list(rows[0]) if rows else []
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def header(threads: int) -> str:
+    """Date, thread count and versions, printed above the table."""
+    import platform
+
+    versions = [f"torch {torch.__version__}"]
+    for name in ("snnqat", "numba", "rockpool", "snntorch"):
+        try:
+            versions.append(f"{name} {__import__(name).__version__}")
+        except (ImportError, AttributeError):
+            pass
+    return (
+        f"{datetime.date.today().isoformat()}, torch.get_num_threads() = {threads}, "
+        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+        + ", ".join(versions)
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -312,7 +384,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--variants", nargs="+", default=["plain", "param", "param+act", "bitshift"]
     )
-    parser.add_argument("--smoke", action="store_true", help="tiny size, 2 repeats (for CI)")
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny size, 2 repeats, no memory (for CI)"
+    )
+    parser.add_argument(
+        "--no-memory", action="store_true", help="skip the per-process memory measurement"
+    )
+    parser.add_argument("--csv", help="also write the rows to this CSV file")
     parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._memory:
@@ -320,8 +398,13 @@ def main(argv: list[str] | None = None) -> None:
         return
     torch.set_num_threads(args.threads)
     if args.smoke:
-        args.sizes, args.repeats = ["tiny"], 2
-    print(table(run(args.sizes, args.peers, args.repeats, args.variants)))
+        args.sizes, args.repeats, args.no_memory = ["tiny"], 2, True
+    rows = run(args.sizes, args.peers, args.repeats, args.variants, memory=not args.no_memory)
+    print(header(torch.get_num_threads()))
+    print()
+    print(table(rows))
+    if args.csv:
+        write_csv(rows, args.csv)
 
 
 if __name__ == "__main__":

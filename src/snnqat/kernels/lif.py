@@ -64,9 +64,10 @@ BACKENDS = ("auto", "torch", "numba")
 """Accepted values of :attr:`LIFConfig.backend`.
 
 ``"auto"`` runs the compiled numba loops (:mod:`snnqat.kernels._numba_lif`) when numba is
-installed, the tensors are float32/float64 on the CPU and the float mode is used
-(``integer=None``), and the pure-torch loops otherwise. ``"numba"`` requires those
-conditions; ``"torch"`` always runs the pure-torch loops.
+installed, the tensors are float32/float64 on the CPU, the float mode is used
+(``integer=None``) and no ``torch.compile`` trace is running, and the pure-torch loops
+otherwise. ``"numba"`` requires those conditions; ``"torch"`` always runs the pure-torch
+loops.
 """
 
 MIN_THRESHOLD = 1e-6
@@ -294,7 +295,9 @@ def _use_numba(config: LIFConfig, x: Tensor) -> bool:
     if config.backend == "torch":
         return False
     problem = None
-    if x.device.type != "cpu":
+    if torch.compiler.is_compiling():
+        problem = "torch.compile (the compiled loops cannot be traced; use backend='auto')"
+    elif x.device.type != "cpu":
         problem = f"tensors on {x.device} (it runs on the CPU only)"
     elif x.dtype not in (torch.float32, torch.float64):
         problem = f"dtype {x.dtype} (it supports float32 and float64)"
@@ -381,19 +384,22 @@ class _LIFScan(torch.autograd.Function):
         spikes, _, _, _, v_last, i_last, s_last, u, a = output
         ctx.mark_non_differentiable(*(o for o in (v_last, i_last, s_last, u, a) if o is not None))
         ctx.set_materialize_grads(False)
-        ctx.save_for_backward(u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec)
+        ctx.numba = _use_numba(config, x)
+        # numba: ``u`` holds state checkpoints; the backward pass re-runs the forward pass
+        # from them, with the input (unless ``a`` is kept), the noise and the bias.
+        extra = (x if a is None else None, inputs[9], inputs[6]) if ctx.numba else ()
+        ctx.save_for_backward(u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra)
         ctx.config = config
         ctx.shape = tuple(x.shape)
-        ctx.numba = _use_numba(config, x)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g_spikes, g_vmem, g_isyn, g_irec, *_):
-        u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec = ctx.saved_tensors
+        u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra = ctx.saved_tensors
         need, cfg = ctx.needs_input_grad, ctx.config
         thr = threshold.clamp_min(MIN_THRESHOLD)
         if ctx.numba:
-            saved = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec)
+            saved = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec, *extra)
             grads_in = (g_spikes, g_vmem, g_isyn, g_irec)
             return _numba_module().backward(
                 saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt

@@ -2,8 +2,8 @@
 
 A :class:`TWrapper` computes ``{name: T(param)}`` once per forward call and evolves the
 wrapped module with those tensors in place of its parameters
-(``torch.func.functional_call(..., strict=True)``), so gradients reach the original
-parameters through ``T``. An :class:`ActWrapper` applies a function to a module's output.
+(``torch.func.functional_call``), so gradients reach the original parameters through ``T``.
+An :class:`ActWrapper` applies a function to a module's output.
 
 Wrappers are transparent: a wrapper around a wrapper resolves parameter names through the
 chain, and a config written for an unwrapped module applies to its wrapped form.
@@ -114,20 +114,23 @@ class TWrapper(_WrapperBase):
         }
 
     def evolve(self, input_data: Any, record: bool = False) -> tuple:
-        """Evolve ``_mod`` with transformed parameters; returns ``(output, state, record)``."""
+        """Evolve ``_mod`` with transformed parameters; returns ``(output, state, record)``.
+
+        ``torch.func.functional_call`` swaps in the transformed tensors for the call and
+        restores the originals afterwards. Only the transformed entries are passed: their
+        names were checked against the module's parameters and buffers when the network was
+        patched, so none can fall back to an untransformed value, and the module's state
+        updates during the call are kept (a transformed buffer keeps its end-of-call value).
+        """
         _, prefix = unwrap(self._mod)
-        overrides = {prefix + k: v for k, v in self._T().items()}
-        tensors = dict(self._mod.named_parameters(remove_duplicate=False))
-        buffers = dict(self._mod.named_buffers(remove_duplicate=False))
-        tensors.update(buffers)
-        tensors.update(overrides)
+        tensors = {prefix + k: v for k, v in self._T().items()}
         if self._mod._torch_call:  # a converted plain torch module: torch call convention
-            out, rec = functional_call(self._mod, tensors, (input_data,), strict=True), {}
+            out, rec = functional_call(self._mod, tensors, (input_data,), strict=False), {}
         else:
             out, _, rec = functional_call(
-                self._mod, tensors, (input_data,), {"record": record}, strict=True
+                self._mod, tensors, (input_data,), {"record": record}, strict=False
             )
-        _write_back_buffers(self._mod, buffers, tensors)
+        _write_back_buffers(self._mod, tensors)
         return out, self.state(), rec
 
     def apply_T(self, inplace: bool = True) -> TWrapper:
@@ -180,14 +183,14 @@ def _raw_attr(mod: nn.Module, name: str) -> Any:
     raise AttributeError(f"{type(mod).__name__} has no parameter or buffer {name!r}.")
 
 
-def _write_back_buffers(mod: nn.Module, before: dict, after: dict) -> None:
-    """Keep state updates made during a functional call (functional_call restores buffers)."""
-    for key, old in before.items():
-        new = after[key]
-        if new is not old:
-            owner_path, _, name = key.rpartition(".")
-            owner = mod.get_submodule(owner_path) if owner_path else mod
-            owner._buffers[name] = new
+def _write_back_buffers(mod: nn.Module, tensors: dict) -> None:
+    """Keep the end-of-call value of transformed buffers (``functional_call`` restores them
+    and writes the value they had at the end of the call back into ``tensors``)."""
+    for key, value in tensors.items():
+        owner_path, _, name = key.rpartition(".")
+        owner = mod.get_submodule(owner_path) if owner_path else mod
+        if name in owner._buffers:
+            owner._buffers[name] = value
 
 
 def walk_submodules(mod: ModuleBase) -> dict:
