@@ -47,6 +47,13 @@ SIZES = {
 }
 
 
+# Spike cap of every LIF layer (Xylo's hidden cap). With the uncapped default (2**16) the
+# recurrent layer of the seed network fires at the cap and the first SGD step makes the
+# parameters NaN at sizes M and L (in rockpool's network as well), which would time NaN data.
+MAX_SPIKES = 31.0
+RECURRENT_SCALE = 0.05
+
+
 # --------------------------------------------------------------------------- networks
 def snnqat_net(size: dict, variant: str):
     import snnqat.transform.torch_transform as tt
@@ -54,6 +61,7 @@ def snnqat_net(size: dict, variant: str):
     from snnqat.nn.modules import LIFTorch, LinearTorch
 
     kw = dict(leak_mode="bitshifts") if variant == "bitshift" else {}
+    kw["max_spikes_per_dt"] = MAX_SPIKES
     h = size["hidden"]
     net = Sequential(
         LinearTorch((size["nin"], h)),
@@ -62,6 +70,7 @@ def snnqat_net(size: dict, variant: str):
         LinearTorch((h, size["nout"])),
         LIFTorch(size["nout"], **kw),
     )
+    _tame(net[2][1].w_rec)
     if variant in ("param", "param+act"):
         cfg = tt.make_param_T_config(
             net, lambda p: tt.stochastic_rounding(p, num_levels=2**8), "weights"
@@ -77,18 +86,28 @@ def snnqat_net(size: dict, variant: str):
     return net
 
 
+def _tame(w_rec: torch.Tensor) -> None:
+    """Scale the recurrent weights down: at their default scale the adjoint of the
+    multi-spike recurrent layer grows over the time steps and the first backward pass
+    already overflows to NaN (in rockpool's network as well)."""
+    with torch.no_grad():
+        w_rec.mul_(RECURRENT_SCALE)
+
+
 def rockpool_net(size: dict):
     from rockpool.nn.combinators import Residual, Sequential
     from rockpool.nn.modules import LIFTorch, LinearTorch
 
     h = size["hidden"]
-    return Sequential(
+    net = Sequential(
         LinearTorch((size["nin"], h)),
-        LIFTorch(h),
-        Residual(LinearTorch((h, h)), LIFTorch(h, has_rec=True)),
+        LIFTorch(h, max_spikes_per_dt=MAX_SPIKES),
+        Residual(LinearTorch((h, h)), LIFTorch(h, has_rec=True, max_spikes_per_dt=MAX_SPIKES)),
         LinearTorch((h, size["nout"])),
-        LIFTorch(size["nout"]),
+        LIFTorch(size["nout"], max_spikes_per_dt=MAX_SPIKES),
     )
+    _tame(net[2][1].w_rec)
+    return net
 
 
 class SnnTorchNet(torch.nn.Module):
@@ -155,6 +174,7 @@ def make_steps(impl: str, size: dict, variant: str = "plain") -> tuple[Callable,
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(forward(), target)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)  # keeps every network in a finite regime
         opt.step()
 
     def inference():
