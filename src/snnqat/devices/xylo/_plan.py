@@ -163,7 +163,6 @@ def _walk(seq: Any, prefix: tuple, source: int | None, pops: list, limits: XyloL
                     "a residual block must follow a neuron layer.",
                     "Place the Residual after a LIFTorch.",
                 )
-            first = len(pops)
             new_source = _walk(leaf, path, source, pops, limits)
             if new_source == source or not isinstance(unwrap(_last(leaf))[0], LIFTorch):
                 raise _fail(
@@ -172,7 +171,6 @@ def _walk(seq: Any, prefix: tuple, source: int | None, pops: list, limits: XyloL
                     "Use Residual(LinearTorch(...), LIFTorch(...)).",
                 )
             pops[new_source].alias_source, pops[new_source].residual = source, leaf
-            del first
             source = new_source
         else:
             raise _fail(

@@ -120,8 +120,7 @@ def hardware_faithful(net: Any, *, limits: XyloLimits | None = None, method: str
     limits = limits or XyloLimits()
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}.")
-    make_plan(net, limits)  # validate before copying
-    net = copy.deepcopy(net)
+    net = copy.deepcopy(net)  # the caller's network is never modified, also on error
     plan = make_plan(net, limits)
     pops = [*plan.hidden, plan.output]
     for pop in pops:

@@ -238,9 +238,7 @@ class LIFTorch(TorchModule):
     def leak_factors(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(alpha (N,), beta (N, Nsyn))``: the per-step decay factors, differentiable."""
         n_out, n_syn = self.size_out, self.n_synapses
-        alpha = self._derived("alpha") if self.leak_mode != "decays" else self.alpha
-        beta = self._derived("beta") if self.leak_mode != "decays" else self.beta
-        return alpha.expand(n_out), beta.expand(n_out, n_syn)
+        return self._derived("alpha").expand(n_out), self._derived("beta").expand(n_out, n_syn)
 
     # ---------------------------------------------------------------- evolution
     def _config(self, integer: IntegerSemantics | None = None) -> LIFConfig:
@@ -256,8 +254,7 @@ class LIFTorch(TorchModule):
         n_out, n_syn = self.size_out, self.n_synapses
         dashes, decays = [], []
         for name, shape in (("dash_mem", (n_out,)), ("dash_syn", (n_out, n_syn))):
-            dash = nn_getattr(self, name) if self.leak_mode == "bitshifts" else self._derived(name)
-            dash = dash.expand(shape)
+            dash = self._derived(name).expand(shape)  # the native value in bitshifts mode
             dash_int = dash.detach().round().clamp(0, hw.max_dash)
             dashes.append(dash_int)
             decays.append(1.0 - torch.pow(2.0, -(dash + (dash_int - dash).detach())))
