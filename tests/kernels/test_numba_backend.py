@@ -219,8 +219,9 @@ def test_zero_length_sequence_with_numba():
 
 
 @pytest.mark.parametrize("rec_mode", ["ff", "rec-loops", "rec-blas"], indirect=True)
-def test_thread_chunks_give_the_same_results(rec_mode):
+def test_thread_chunks_give_the_same_results(rec_mode, monkeypatch):
     """Several batch chunks (threads) give the spikes and gradients of one chunk."""
+    monkeypatch.setattr(nb, "MIN_WORK_PER_THREAD", 1)  # threads even for this tiny layer
     p = make_inputs(9, 20, 5, 2, rec=rec_mode != "ff", noise=True, seed=3)
     weights = loss_weights({k: p["x"].shape[:3] for k in TRACES}, F64)
     threads = torch.get_num_threads()
@@ -234,6 +235,19 @@ def test_thread_chunks_give_the_same_results(rec_mode):
     (_, one, g_one), (_, many, g_many) = results
     assert torch.equal(one["spikes"], many["spikes"])
     assert_grads_close(g_many, g_one, rtol=1e-12)
+
+
+def test_small_calls_run_on_fewer_threads():
+    """Threads only for calls with at least MIN_WORK_PER_THREAD neuron-steps per thread."""
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        assert nb._chunks(16, nb.MIN_WORK_PER_THREAD - 1) == [(0, 16)]
+        assert nb._chunks(16, 2 * nb.MIN_WORK_PER_THREAD) == [(0, 8), (8, 16)]
+        assert len(nb._chunks(16, 100 * nb.MIN_WORK_PER_THREAD)) == 4
+        assert len(nb._chunks(3, 100 * nb.MIN_WORK_PER_THREAD)) == 3  # at most one per block
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_w_rec_gradient_split_products(monkeypatch):

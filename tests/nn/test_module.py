@@ -155,6 +155,38 @@ def test_record_outputs_keep_history():
     rec["4_LIFTorch_output"].sum().backward()
 
 
+def test_torch_api_does_not_keep_intermediate_outputs_alive():
+    """Under the torch API the record is never returned, so the ``'<name>_output'`` entries
+    (which would hold every intermediate output until the end of the forward pass) are not
+    built; the seed-style call keeps them (api.md: present even with record=False)."""
+    import weakref
+
+    def alive_at_end(net):
+        refs = {}
+        first = net[0]
+        last = net[len(net) - 1]
+        seen = []
+
+        def keep_ref(mod, inp, out):  # (a hook that returns a value replaces the output)
+            refs["o"] = weakref.ref(out)
+
+        def check(mod, inp, out):
+            seen.append(refs["o"]() is not None)
+
+        h1 = first.register_forward_hook(keep_ref)
+        h2 = last.register_forward_hook(check)
+        with torch.no_grad():
+            net(torch.ones(2, 4, 3))
+        h1.remove()
+        h2.remove()
+        return seen[0]
+
+    assert alive_at_end(seed_net()) is True
+    assert alive_at_end(seed_net().to_torch()) is False
+    out, _, rec = seed_net()(torch.ones(1, 10, 3), record=False)
+    assert "2_TorchResidual_output" in rec and "0_LinearTorch_output" in rec["2_TorchResidual"]
+
+
 def test_to_torch_api_and_residual():
     net = seed_net().to_torch()
     out = net(torch.ones(2, 4, 3))

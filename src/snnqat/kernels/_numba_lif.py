@@ -47,6 +47,7 @@ from torch import Tensor
 __all__ = [
     "BATCH_BLOCK",
     "BLAS_STEP_MIN_MACS",
+    "MIN_WORK_PER_THREAD",
     "SEGMENT",
     "SURROGATE_IDS",
     "backward",
@@ -203,11 +204,9 @@ def _lif_forward(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                         a = (i_state[b, j] + x[b, t, j]) + rec[b, j]
                         a_out[ab, at, j] = a
                         i_state[b, j] = a * beta[j]
-                else:
+                else:  # (a is not kept: a shared scratch written by every thread is slow)
                     for j in range(n_flat):
-                        a = i_state[b, j] + x[b, t, j]
-                        a_out[ab, at, j] = a
-                        i_state[b, j] = a * beta[j]
+                        i_state[b, j] = (i_state[b, j] + x[b, t, j]) * beta[j]
                 if record:
                     for j in range(n_flat):
                         isyn[b, t, j] = i_state[b, j]
@@ -548,9 +547,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pool)
 
 
-def _chunks(n_blocks: int) -> list[tuple[int, int]]:
-    """Split the batch blocks into one contiguous range per thread (as many as torch uses)."""
-    n = max(1, min(torch.get_num_threads(), n_blocks))
+MIN_WORK_PER_THREAD = 2**19
+"""Neuron-steps (``B·T·N·S``) that each thread of a call must have at least; smaller calls
+use fewer threads (handing work to a pool thread and waiting for it costs more than a
+small layer's whole loop)."""
+
+
+def _chunks(n_blocks: int, work: int) -> list[tuple[int, int]]:
+    """Split the batch blocks into one contiguous range per thread: as many threads as torch
+    uses, but no more than ``work / MIN_WORK_PER_THREAD``."""
+    n = max(1, min(torch.get_num_threads(), n_blocks, work // MIN_WORK_PER_THREAD))
     return [(c * n_blocks // n, (c + 1) * n_blocks // n) for c in range(n)]
 
 
@@ -685,7 +691,7 @@ def forward(
         _flat(irec, 3, dt),
         ckpt.numpy(),
     ]
-    chunks = _chunks(-(-b // BATCH_BLOCK))
+    chunks = _chunks(-(-b // BATCH_BLOCK), b * t * n * s)
     if mode != 2:
         _run_chunks(lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks)
     else:  # per step: one BLAS product for the chunk's rows, then the compiled step
@@ -754,7 +760,7 @@ def backward(
     w_np = _np(w_rec, 2, dt)
     w_t_np = np.ascontiguousarray(w_np.T)  # W_recᵀ, for the row updates of the compiled loop
     n_blocks = -(-b // BATCH_BLOCK)
-    chunks = _chunks(n_blocks)
+    chunks = _chunks(n_blocks, b * t * nf)
     acc_n = torch.zeros(len(chunks), 3, n, dtype=dt)
     acc_beta = torch.zeros(len(chunks), nf, dtype=dt)
     zeros_n, zeros_f = np.zeros((1, 1, n), _NP_DTYPES[dt]), np.zeros((1, 1, nf), _NP_DTYPES[dt])

@@ -346,6 +346,19 @@ class _Steps(NamedTuple):
 class _LIFScan(torch.autograd.Function):
     """Fused LIF over all time steps; see the module docstring for the equations."""
 
+    @classmethod
+    def apply(cls, *args):  # noqa: ANN002, ANN206
+        """``Function.apply`` without its per-call ``inspect.signature`` binding.
+
+        With ``setup_context`` defined, torch binds the arguments to ``forward``'s signature on
+        every call (about 0.1 ms here); :func:`lif_scan` always passes all 12 arguments
+        positionally, so the binding is the identity. Under functorch transforms torch's own
+        path runs.
+        """
+        if torch._C._are_functorch_transforms_active():
+            return super().apply(*args)
+        return super(torch.autograd.Function, cls).apply(*args)
+
     @staticmethod
     def forward(
         x, vmem0, isyn0, spikes0, alpha, beta, bias, threshold, w_rec, noise, config, record

@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -33,6 +34,11 @@ from snnqat.nn.modules.torch_module import TorchModule
 __all__ = ["Sequential", "TorchSequential"]
 
 _RESERVED = ("shape", "spiking_input", "spiking_output")
+
+# False while a combinator runs under the torch API (``forward``), whose caller never sees
+# the record: the ``'<name>_output'`` entries are then not built, so the intermediate
+# outputs are not kept alive until the end of the forward pass (only what autograd saves).
+_KEEP_OUTPUTS: ContextVar[bool] = ContextVar("snnqat_keep_outputs", default=True)
 
 
 class TorchSequential(TorchModule):
@@ -100,17 +106,30 @@ class TorchSequential(TorchModule):
     def evolve(self, input_data: Any, record: bool = False) -> tuple:
         """Evolve each sub-module in order; returns ``(output, state, record)``."""
         x = input_data
+        keep = record or _KEEP_OUTPUTS.get()
         state, rec = self._make_tree(), {}
         for name, mod in self._modules.items():
             x, s, r = evolve_child(mod, x, record)
             state[name] = s
             rec[name] = r
-            rec[f"{name}_output"] = x
+            if keep:
+                rec[f"{name}_output"] = x
         return x, state, rec
 
     def forward(self, input_data: Any) -> torch.Tensor:
-        """The torch API: the output of the last module."""
-        return self.evolve(input_data, record=self._record)[0]
+        """The torch API: the output of the last module.
+
+        The record is not returned here, so its ``'<name>_output'`` entries are not built
+        (nested combinators included): intermediate outputs are freed as soon as nothing
+        else (autograd) needs them, which lowers the peak memory of a training step.
+        """
+        if self._record:
+            return self.evolve(input_data, record=True)[0]
+        token = _KEEP_OUTPUTS.set(False)
+        try:
+            return self.evolve(input_data)[0]
+        finally:
+            _KEEP_OUTPUTS.reset(token)
 
 
 def evolve_child(mod: nn.Module, x: Any, record: bool) -> tuple:
