@@ -53,6 +53,10 @@ SIZES = {
 MAX_SPIKES = 31.0
 RECURRENT_SCALE = 0.05
 
+DEVICE = torch.device("cpu")
+"""Where the networks and data live (``--device``); peak memory on CUDA is read from
+``torch.cuda.max_memory_allocated`` in the same process."""
+
 
 # --------------------------------------------------------------------------- networks
 def snnqat_net(size: dict, variant: str):
@@ -144,24 +148,25 @@ def make_steps(impl: str, size: dict, variant: str = "plain") -> tuple[Callable,
     torch.manual_seed(0)
     x = (torch.rand(size["batch"], size["steps"], size["nin"]) < 0.3).float() * 2
     target = torch.rand(size["batch"], size["steps"], size["nout"])
+    x, target = x.to(DEVICE), target.to(DEVICE)
     if impl == "snnqat":
         # The torch API (what a PyTorch training loop uses): ``net(x)`` returns the output
         # only, so the per-layer '<name>_output' records are not built (less peak memory).
-        net = snnqat_net(size, variant).to_torch()
+        net = snnqat_net(size, variant).to_torch().to(DEVICE)
         params = list(net.parameters())
 
         def forward():
             net.reset_state()
             return net(x)
     elif impl == "rockpool":
-        net = rockpool_net(size)
+        net = rockpool_net(size).to(DEVICE)
         params = list(net.parameters().astorch())
 
         def forward():
             net.reset_state()
             return net(x)[0]
     elif impl == "snntorch":
-        net = SnnTorchNet(size)
+        net = SnnTorchNet(size).to(DEVICE)
         params = list(net.parameters())
 
         def forward():
@@ -190,11 +195,12 @@ def gemm_floor(size: dict, x: torch.Tensor) -> tuple[Callable, Callable]:
     """The matrix products of the network alone (what no implementation can avoid)."""
     b, t, h = size["batch"], size["steps"], size["hidden"]
     shapes = [(size["nin"], h), (h, h), (h, size["nout"])]
-    ws = [torch.randn(i, o) * 0.1 for i, o in shapes]
-    w_rec = torch.randn(h, h) * 0.1
-    acts = [x.reshape(b * t, -1)] + [torch.rand(b * t, i) for i, _ in shapes[1:]]
-    grads = [torch.rand(b * t, o) for _, o in shapes]
-    s_steps = torch.rand(t, b, h)
+    dev = {"device": x.device}
+    ws = [torch.randn(i, o, **dev) * 0.1 for i, o in shapes]
+    w_rec = torch.randn(h, h, **dev) * 0.1
+    acts = [x.reshape(b * t, -1)] + [torch.rand(b * t, i, **dev) for i, _ in shapes[1:]]
+    grads = [torch.rand(b * t, o, **dev) for _, o in shapes]
+    s_steps = torch.rand(t, b, h, **dev)
 
     def forward():
         for a, w in zip(acts, ws):
@@ -248,7 +254,17 @@ def peak_extra_mb(fn: Callable) -> float:
 
 
 def measure_memory(size: str, impl: str, variant: str) -> float:
-    """Peak extra MB of one training step (after a warm-up step), in a fresh process."""
+    """Peak extra MB of one training step (after a warm-up step), in a fresh process (on
+    CUDA: in this process, from the CUDA allocator's peak statistics)."""
+    if DEVICE.type == "cuda":
+        train, _ = make_steps(impl, SIZES[size], variant)
+        train()
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        train()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
     cmd = [sys.executable, __file__, "--_memory", size, impl, variant]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
     try:
@@ -265,8 +281,13 @@ def _memory_child(size: str, impl: str, variant: str) -> None:
 
 
 def time_ms(fn: Callable) -> float:
+    cuda = DEVICE.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
     start = time.perf_counter()
     fn()
+    if cuda:
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) * 1e3
 
 
@@ -396,6 +417,8 @@ def header(threads: int) -> str:
             versions.append(f"{name} {__import__(name).__version__}")
         except (ImportError, AttributeError):
             pass
+    if DEVICE.type == "cuda":
+        versions.append(f"device {torch.cuda.get_device_name(DEVICE)}")
     return (
         f"{datetime.date.today().isoformat()}, torch.get_num_threads() = {threads}, "
         f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
@@ -419,11 +442,14 @@ def main(argv: list[str] | None = None) -> None:
         "--no-memory", action="store_true", help="skip the per-process memory measurement"
     )
     parser.add_argument("--csv", help="also write the rows to this CSV file")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._memory:
         _memory_child(*args._memory)
         return
+    global DEVICE
+    DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     if args.smoke:
         args.sizes, args.repeats, args.no_memory = ["tiny"], 2, True

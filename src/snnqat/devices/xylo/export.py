@@ -132,7 +132,7 @@ class _Clip:
     def __call__(self, name: str, value: torch.Tensor, lo: float, hi: float) -> np.ndarray:
         rounded = torch.round(value)
         self.counts[name] = self.counts.get(name, 0) + int(((rounded < lo) | (rounded > hi)).sum())
-        return rounded.clamp(lo, hi).to(torch.int64).numpy()
+        return rounded.clamp(lo, hi).to(torch.int64).cpu().numpy()
 
 
 def _assemble(plan: Plan, values: list, scales: list, limits: XyloLimits) -> tuple:

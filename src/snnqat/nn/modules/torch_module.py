@@ -137,11 +137,15 @@ class TorchModule(ModuleBase, nn.Module):
             tensor = torch.as_tensor(value).detach().clone()
             if not tensor.is_floating_point():
                 tensor = tensor.to(torch.get_default_dtype())
+            old = self._parameters.get(name)
+            if old is not None:  # an assigned value lives where the module lives
+                tensor = tensor.to(old.device)
             self._parameters[name] = nn.Parameter(tensor)
         elif name in self._buffers:
             if info.kind != "State":
                 _check_assigned_shape(name, value, info)
-            self._buffers[name] = torch.as_tensor(value)
+            old = self._buffers[name]
+            self._buffers[name] = torch.as_tensor(value, device=None if old is None else old.device)
         else:
             _check_assigned_shape(name, value, info)
             object.__setattr__(self, name, value)
@@ -163,8 +167,11 @@ class TorchModule(ModuleBase, nn.Module):
         for name, info in self._snn_attributes.items():
             key = prefix + name
             if info.kind == "State" and key in state_dict and name in self._buffers:
-                if self._buffers[name].shape != state_dict[key].shape:
-                    self._buffers[name] = torch.empty_like(state_dict[key])
+                current = self._buffers[name]
+                if current.shape != state_dict[key].shape:  # (on this module's device)
+                    self._buffers[name] = torch.empty(
+                        state_dict[key].shape, dtype=current.dtype, device=current.device
+                    )
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     # ---------------------------------------------------------------- torch API switches
