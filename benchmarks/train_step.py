@@ -231,26 +231,22 @@ def peak_extra_mb(fn: Callable) -> float:
     reference's many small per-step tensors). Not included: the scratch arrays that the numba
     kernels allocate themselves (under 2 MB at size M).
     """
-    import tempfile
-
     from torch.profiler import ProfilerActivity, profile
 
     gc.collect()
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
-    with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, "trace.json")
-        prof.export_chrome_trace(path)
-        with open(path) as f:
-            events = json.load(f)["traceEvents"]
+    events = prof.profiler.kineto_results.events()
     mem = sorted(
-        (e for e in events if e.get("name") == "[memory]" and e["args"].get("Device Type") == 0),
-        key=lambda e: e["ts"],
+        (e.start_ns(), e.nbytes())
+        for e in events
+        if e.name() == "[memory]" and str(e.device_type()).endswith("CPU")
     )
-    if not mem:
-        return 0.0
-    base = mem[0]["args"]["Total Allocated"] - mem[0]["args"]["Bytes"]
-    return (max(e["args"]["Total Allocated"] for e in mem) - base) / 2**20
+    total = peak = 0
+    for _, nbytes in mem:  # allocations (+) and frees (-) in time order
+        total += nbytes
+        peak = max(peak, total)
+    return peak / 2**20
 
 
 def measure_memory(size: str, impl: str, variant: str) -> float:
