@@ -35,14 +35,14 @@ with the same operation order, for one element.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from numba import njit
 from torch import Tensor
+
+from snnqat._threads import run_pieces
 
 __all__ = [
     "BATCH_BLOCK",
@@ -533,20 +533,6 @@ def _empty(flag: bool, *shape: int, dtype: torch.dtype) -> Tensor:
 # --------------------------------------------------------------------------- threads
 # The compiled kernels are serial and release the GIL (``nogil``); batch chunks run on a
 # small pool of Python threads. (numba's ``parallel=True`` compiles ~5x slower.)
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
-
-
-def _reset_pool() -> None:
-    """Forget the pool (in a forked child its threads do not exist)."""
-    global _POOL, _POOL_SIZE
-    _POOL, _POOL_SIZE = None, 0
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_pool)
-
-
 MIN_WORK_PER_THREAD = 2**19
 """Neuron-steps (``B·T·N·S``) that each thread of a call must have at least; smaller calls
 use fewer threads (handing work to a pool thread and waiting for it costs more than a
@@ -562,17 +548,7 @@ def _chunks(n_blocks: int, work: int) -> list[tuple[int, int]]:
 
 def _run_chunks(fn: Callable[[int, int, int], object], chunks: list[tuple[int, int]]) -> list:
     """``fn(c, blk0, blk1)`` for every chunk, the first on this thread, the others on the pool."""
-    global _POOL, _POOL_SIZE
-    if len(chunks) == 1:
-        return [fn(0, *chunks[0])]
-    if _POOL is None or _POOL_SIZE < len(chunks) - 1:
-        if _POOL is not None:
-            _POOL.shutdown(wait=False)
-        _POOL_SIZE = len(chunks) - 1
-        _POOL = ThreadPoolExecutor(_POOL_SIZE, thread_name_prefix="snnqat-lif")
-    futures = [_POOL.submit(fn, c, *chunk) for c, chunk in enumerate(chunks) if c > 0]
-    first = fn(0, *chunks[0])
-    return [first, *(f.result() for f in futures)]
+    return run_pieces(fn, chunks)
 
 
 def _run_chunks_single_threaded_blas(

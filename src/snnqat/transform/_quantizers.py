@@ -48,6 +48,15 @@ reference's ``q_out/q_in``, and ``lev = s x / q - k_lo``. A level index is round
 index lies inside the grid, ``0`` otherwise (clipped STE). With data-derived ranges a further
 term flows into the extreme element through ``M``, as in the reference.
 
+**Implementation.** The grid (``q``, ``k_lo``, ``s``, the bounds) is resolved once per call
+into scalars: Python floats when the ranges are given (cached) or taken from a CPU tensor,
+small tensors on the device otherwise (no synchronisation). One pass over the tensor then
+clamps, maps, rounds and rescales (:mod:`snnqat.transform._fused_rounding`: compiled loops on
+the CPU when numba is installed, else in-place torch operations on one buffer), with the
+values of the composition of torch operations and straight-through Functions that defines
+them, bitwise, and its gradient in closed form (to float rounding). Under ``torch.func``
+transforms and ``torch.compile`` that composition itself runs.
+
 **Degenerate data** (all values equal, e.g. all zero): the data-derived span is zero and the
 gain is taken as ``1`` (the value is read in output units), so nothing is ever NaN. An
 all-zero input returns zeros whenever 0 is a level: always with ``maintain_zero=True``, and
@@ -64,8 +73,10 @@ import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
+from snnqat.transform._fused_rounding import DataRange, Grid, round_onto_grid
 from snnqat.transform._ste import (
     clipped_round_passthrough,
     floor_passthrough,
@@ -296,8 +307,212 @@ def quantization_levels(
     return lo + k * (hi - lo) / (num_levels - 1)
 
 
+# -- the grid of one call --------------------------------------------------------------------
+#
+# ``_quantize`` resolves the grid once per call into scalars (``Grid``): with the same float
+# operations as the tensor functions above, on numpy scalars of the tensor's float type when
+# the range is given (cached) or taken from a CPU tensor, else on small tensors (a range taken
+# from the data of a GPU tensor stays on the device: no synchronisation). One pass over the
+# tensor then rounds it (``round_onto_grid``).
+
+_FLOAT_TYPES = {torch.float32: np.float32, torch.float64: np.float64}
+_MAGIC = {np.float32: 2.0**23, np.float64: 2.0**52}
+"""``2**mantissa bits``: ``(l + magic) - magic`` rounds ``0 <= l < magic`` to an integer."""
+
+_is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
+_is_functorch_tensor = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
+
+
+def _clamp_scalar(x: Any, lo: Any, hi: Any) -> Any:
+    """``torch.clamp`` of one number (NaN passes through)."""
+    return lo if x < lo else hi if x > hi else x
+
+
+def _maximum_scalar(a: Any, b: Any) -> Any:
+    """``torch.maximum`` of two numbers (NaN if either is NaN)."""
+    return a if a != a or a > b else b  # a != a: NaN
+
+
+def _minimum_scalar(a: Any, b: Any) -> Any:
+    """``torch.minimum`` of two numbers (NaN if either is NaN)."""
+    return a if a != a or a < b else b  # a != a: NaN
+
+
+def _grid_step_scalar(lo: Any, hi: Any, n: Any, top: Any) -> Any:
+    """:func:`_grid_step` on numpy scalars."""
+    inf = type(lo)(math.inf)
+    up = hi / n if n > 0 else inf
+    down = -lo / (top - n) if n < top else inf
+    return _minimum_scalar(up, down)
+
+
+def _zero_grid_scalar(lo: Any, hi: Any, num_levels: int) -> tuple[Any, Any]:
+    """:func:`_zero_grid` on numpy scalars of one float type (the same float operations)."""
+    f = type(lo)
+    top = f(num_levels - 1)
+    span = hi - lo
+    n_star = top * hi / (span if span != 0 else f(1))
+    n0 = _clamp_scalar(np.floor(n_star), f(0), top)
+    n1 = _clamp_scalar(n0 + f(1), -f(math.inf), top)
+    q0, q1 = _grid_step_scalar(lo, hi, n0, top), _grid_step_scalar(lo, hi, n1, top)
+    n = n1 if q1 > q0 else n0
+    return _maximum_scalar(q0, q1), n - top
+
+
+def _scalar_grid(
+    in_lo: Any, in_hi: Any, out_lo: Any, out_hi: Any, num_levels: int, maintain_zero: bool
+) -> Grid:
+    """The grid from numpy scalars of one float type, with the kernels' parameter array."""
+    f = type(in_lo)
+    top = f(num_levels - 1)
+    zero, one = f(0), f(1)
+    if maintain_zero:
+        step, base = _zero_grid_scalar(out_lo, out_hi, num_levels)
+        span = in_hi - in_lo
+        gain = (out_hi - out_lo) / span if span > 0 else one
+        sub, div, origin = zero, (step if step != 0 else one), zero
+    else:
+        q_in, step = (in_hi - in_lo) / top, (out_hi - out_lo) / top
+        gain, base, origin = one, zero, out_lo
+        sub, div = (in_lo, q_in) if q_in > 0 else (out_lo, step if step != 0 else one)
+    if in_lo != in_lo or in_hi != in_hi:  # NaN data: all NaN, as torch.clamp with NaN bounds
+        div = f(math.nan)
+    values = (in_lo, in_hi, sub, gain, div, base, top, step, origin, out_lo, out_hi)
+    params = np.array((*values, _MAGIC[f], zero, one), dtype=f)
+    return Grid(maintain_zero, *map(float, values), factor=float(step / div * gain), params=params)
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed_grid(
+    input_range: tuple[float, float],
+    output_range: tuple[float, float],
+    num_levels: int,
+    maintain_zero: bool,
+    ftype: type,
+) -> Grid:
+    """The grid of given ranges for the float type ``ftype`` (cached)."""
+    with np.errstate(all="ignore"):
+        bounds = (*map(ftype, input_range), *map(ftype, output_range))
+        return _scalar_grid(*bounds, num_levels, maintain_zero)
+
+
+def _tensor_grid(
+    in_lo: torch.Tensor,
+    in_hi: torch.Tensor,
+    out_lo: torch.Tensor,
+    out_hi: torch.Tensor,
+    num_levels: int,
+    maintain_zero: bool,
+) -> Grid:
+    """The grid from (broadcastable) tensors in the value's float type."""
+    top = num_levels - 1
+    if maintain_zero:
+        step, base = _zero_grid(out_lo, out_hi, num_levels)
+        span = in_hi - in_lo
+        gain = torch.where(span > 0, (out_hi - out_lo) / _safe(span), torch.ones_like(span))
+        div = _safe(step)
+        zero = torch.zeros_like(step)
+        fields = dict(sub=zero, gain=gain, div=div, base=base, step=step, origin=zero)
+    else:
+        q_in, q_out = (in_hi - in_lo) / top, (out_hi - out_lo) / top
+        sub = torch.where(q_in > 0, in_lo, out_lo)
+        div = torch.where(q_in > 0, q_in, _safe(q_out))
+        fields = dict(sub=sub, gain=1.0, div=div, base=0.0, step=q_out, origin=out_lo)
+    factor = fields["step"] / fields["div"] * fields["gain"]
+    return Grid(
+        maintain_zero,
+        in_lo,
+        in_hi,
+        top=float(top),
+        out_lo=out_lo,
+        out_hi=out_hi,
+        factor=factor,
+        **fields,
+    )
+
+
+def _resolve_grid(
+    value: torch.Tensor,
+    input_range: tuple[float, float] | None,
+    output_range: tuple[float, float] | None,
+    num_levels: int,
+    maintain_zero: bool,
+    dims: tuple[int, ...] | None,
+) -> tuple[Grid, DataRange | None]:
+    """The grid of one call and, for a range taken from the data, that range."""
+    ftype = _FLOAT_TYPES.get(value.dtype)
+    given = output_range is not None
+    if input_range is not None:
+        if ftype is not None:
+            out_range = output_range if given else input_range
+            return _fixed_grid(input_range, out_range, num_levels, maintain_zero, ftype), None
+        in_lo, in_hi = _bounds(value, input_range)
+        out_lo, out_hi = _bounds(value, output_range) if given else (in_lo, in_hi)
+        return _tensor_grid(in_lo, in_hi, out_lo, out_hi, num_levels, maintain_zero), None
+    x = value.detach()
+    if dims is None and ftype is not None and x.is_cpu:
+        if maintain_zero:
+            lo, hi = (v.item() for v in torch.aminmax(x))
+            m = math.nan if math.isnan(lo) or math.isnan(hi) else max(abs(lo), abs(hi))
+            lo, hi = -m, m
+        else:
+            lo, hi = x.amin().item(), x.amax().item()
+        with np.errstate(all="ignore"):
+            in_lo, in_hi = ftype(lo), ftype(hi)
+            out_lo, out_hi = map(ftype, output_range) if given else (in_lo, in_hi)
+            grid = _scalar_grid(in_lo, in_hi, out_lo, out_hi, num_levels, maintain_zero)
+            spread = float((in_hi - in_lo) / ftype(num_levels - 1))
+        return grid, DataRange(lo, hi, given, spread)
+    with torch.no_grad():
+        in_lo, in_hi = _data_bounds(x, maintain_zero, dims)
+        out_lo, out_hi = _bounds(x, output_range) if given else (in_lo, in_hi)
+        grid = _tensor_grid(in_lo, in_hi, out_lo, out_hi, num_levels, maintain_zero)
+        spread = (in_hi - in_lo) / (num_levels - 1)
+    return grid, DataRange(in_lo, in_hi, given, spread, dims)
+
+
 # -- rounding onto the grid -------------------------------------------------------------------
 
+
+def _quantize(
+    value: torch.Tensor,
+    input_range: tuple[float, float] | None,
+    output_range: tuple[float, float] | None,
+    num_levels: int,
+    maintain_zero: bool,
+    generator: torch.Generator | None,
+    *,
+    stochastic: bool,
+    dims: tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """Clamp to the input range, map onto the level grid, round, clamp the value.
+
+    One pass over the tensor (:func:`round_onto_grid`); under ``torch.func`` transforms and
+    ``torch.compile``, the reference composition :func:`_quantize_composite` (same values and
+    gradients), which they can trace.
+    """
+    if _is_compiling() or _is_functorch_tensor(value):
+        return _quantize_composite(
+            value,
+            input_range,
+            output_range,
+            num_levels,
+            maintain_zero,
+            generator,
+            stochastic=stochastic,
+            dims=dims,
+        )
+    grid, data = _resolve_grid(value, input_range, output_range, num_levels, maintain_zero, dims)
+    u = None
+    if stochastic:
+        u = torch.rand(value.shape, dtype=value.dtype, device=value.device, generator=generator)
+    return round_onto_grid(value, u, grid, data)
+
+
+# -- the reference composition ----------------------------------------------------------------
+#
+# Differentiable torch operations and straight-through Functions: the definition of the values
+# and gradients of ``_quantize``, and what runs under ``torch.func`` and ``torch.compile``.
 
 _Index = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
 """``(lev, step, base, origin)``: level ``k`` (``0 .. L-1``) is ``origin + (k + base) * step``."""
@@ -338,7 +553,7 @@ def _clamp_value(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.T
     return x + (torch.clamp(x, lo, hi) - x).detach()
 
 
-def _quantize(
+def _quantize_composite(
     value: torch.Tensor,
     input_range: tuple[float, float] | None,
     output_range: tuple[float, float] | None,
@@ -349,7 +564,7 @@ def _quantize(
     stochastic: bool,
     dims: tuple[int, ...] | None = None,
 ) -> torch.Tensor:
-    """Clamp to the input range, map onto the level grid, round, clamp the value."""
+    """The reference composition of :func:`_quantize` (autograd through every operation)."""
     if input_range is None:
         in_lo, in_hi = _data_bounds(value, maintain_zero, dims)
     else:

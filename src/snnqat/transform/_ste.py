@@ -18,6 +18,13 @@ function                       forward ``h(x)``              gradient ``g'(x)``
 
 All Functions are defined once, at import, in the ``forward`` + ``setup_context`` style, so
 they work under ``torch.func`` (``grad``, ``vmap``, ``jacfwd``, ``jacrev``).
+
+The rounding quantizers (``stochastic_rounding``, ``deterministic_rounding``,
+``stochastic_channel_rounding``) are the one exception: they round in one pass with their own
+Function, :mod:`snnqat.transform._fused_rounding`, in the older ``forward(ctx, ...)`` style
+(cheaper per call). Its gradient is that of the composition of the Functions here which it
+replaces; under ``torch.func`` transforms and ``torch.compile`` the quantizers run that
+composition instead.
 """
 
 from __future__ import annotations

@@ -1,0 +1,196 @@
+r"""Compiled CPU loops (numba) for the element-wise pass of the rounding quantizers.
+
+One pass over the tensor does what :mod:`snnqat.transform._fused_rounding` otherwise does with
+a chain of in-place torch operations, with the same float operations in the same order (so the
+values are bitwise those of the torch chain): with the grid parameters ``p`` (see
+:data:`PARAMS`), per element ``v``,
+
+.. code-block:: text
+
+    x   = clamp(v, in_lo, in_hi)
+    lev = ((x - sub) * gain) / div - base          (the fractional level index)
+    k   = round(clamp(lev, 0, top))                (ties to even; or stochastically, below)
+    y   = clamp(origin + (k + base) * step, out_lo, out_hi)
+
+``round`` of a value in ``[0, top]`` (``top < 2**8``) is ``(l + 2**m) - 2**m`` with ``m`` the
+mantissa width (the addition rounds to the nearest integer, ties to even), which vectorises;
+rounding after the clamp equals clamping after the rounding because ``0`` and ``top`` are
+integers. The stochastic rounding is ``k = floor(l) + 1[l - floor(l) > u]``.
+
+The backward loops form the clipped straight-through gradient ``g * factor * mask`` (``mask``:
+``v`` inside the input range and ``lev`` inside ``[0, top]``) and, for a range taken from the
+data, the sums that the gradient through the range needs (:func:`backward_data`) and the
+positions of the extreme elements (:func:`add_ties`). The sums of each block are formed in the
+tensor's float type by a loop that may reassociate (it vectorises) and added up in float64; the
+element-wise operations never reassociate.
+
+Every kernel is serial and releases the GIL; :mod:`snnqat.transform._fused_rounding` runs them
+on contiguous chunks, one per thread. Compiled code is cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["BLOCK", "PARAMS", "add_ties", "backward_data", "backward_mask", "forward"]
+
+PARAMS = (
+    "in_lo",
+    "in_hi",
+    "sub",
+    "gain",
+    "div",
+    "base",
+    "top",
+    "step",
+    "origin",
+    "out_lo",
+    "out_hi",
+    "magic",
+    "zero",
+    "one",
+)
+"""The entries of the parameter array ``p`` (in the tensor's float type), in order."""
+
+BLOCK = 1024
+"""Elements per block of :func:`backward_data` (the unit of the sums and of the tie counts)."""
+
+# ``error_model="numpy"``: IEEE division, no ZeroDivisionError checks (they would block
+# vectorisation). No fast-math in the element-wise loops: their float operations are those of the
+# torch chain. Only :func:`_block_sums` reassociates (a float64 reduction).
+_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_JIT_SUM = dict(_JIT, fastmath={"reassoc"})
+
+
+@njit(**_JIT)
+def forward(x, u, out, mask, p):  # noqa: ANN001, ANN201
+    """Round ``x`` onto the grid ``p`` into ``out``; ``mask`` gets the gradient mask.
+
+    Args:
+        x: 1-D contiguous input.
+        u: Uniform draws of ``x``'s shape for the stochastic rounding, or ``None`` (nearest).
+        out: Output buffer, ``x``'s shape and type.
+        mask: Boolean buffer for the straight-through mask, or ``None`` (not needed).
+        p: The grid parameters (:data:`PARAMS`), in ``x``'s type.
+    """
+    in_lo, in_hi, sub, gain, div, base, top = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    step, origin, out_lo, out_hi, magic, zero, one = p[7], p[8], p[9], p[10], p[11], p[12], p[13]
+    for i in range(x.size):
+        v = x[i]
+        inside = (v >= in_lo) & (v <= in_hi)
+        v = in_lo if v < in_lo else v
+        v = in_hi if v > in_hi else v
+        lev = ((v - sub) * gain) / div - base
+        inside = inside & (lev >= zero) & (lev <= top)
+        lev = zero if lev < zero else lev
+        lev = top if lev > top else lev
+        k = (lev + magic) - magic
+        if u is not None:
+            low = k - one if k > lev else k
+            k = low + (one if lev - low > u[i] else zero)
+        y = origin + (k + base) * step
+        y = out_lo if y < out_lo else y
+        y = out_hi if y > out_hi else y
+        out[i] = y
+        if mask is not None:
+            mask[i] = inside
+
+
+@njit(**_JIT)
+def backward_mask(g, mask, factor, out):  # noqa: ANN001, ANN201
+    """``out = g * factor * mask`` (the gradient for a given input range)."""
+    for i in range(g.size):
+        out[i] = g[i] * factor * mask[i]
+
+
+@njit(**_JIT_SUM)
+def _sum(a, n):  # noqa: ANN001, ANN201
+    """``sum(a[:n])`` (reassociated: vectorises)."""
+    s = a[0] - a[0]
+    for j in range(n):
+        s += a[j]
+    return s
+
+
+@njit(**_JIT)
+def backward_data(g, x, u, out, p, factor, t_hi, t_lo, sums, ties, counts, gm, gk):  # noqa: ANN001, ANN201, PLR0913
+    """Straight-through gradient and the sums of the gradient through a data-derived range.
+
+    Recomputes the pass of :func:`forward` from ``x`` (and ``u``) and writes
+    ``out = g * factor * mask``. Adds to ``sums`` (float64) ``[sum(g), sum(g mask),
+    sum(g mask (x - sub)), sum(g (k + base))]``; the second is formed only with a scratch
+    buffer ``gm``, the last only with a scratch buffer ``gk`` (length :data:`BLOCK`, or
+    ``None``), the first only with both. Adds to ``ties`` the numbers of elements equal to
+    ``t_hi`` and to ``t_lo``, and writes to ``counts[b]`` their number in block ``b`` (of
+    :data:`BLOCK` elements) where there are any (``counts`` must start at zero).
+    """
+    in_lo, in_hi, sub, gain, div, base, top = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    magic, zero, one = p[11], p[12], p[13]
+    n = x.size
+    gx = np.empty(BLOCK, x.dtype)
+    for b in range((n + BLOCK - 1) // BLOCK):
+        start = b * BLOCK
+        stop = min(start + BLOCK, n)
+        m = stop - start
+        xs, gs, outs = x[start:stop], g[start:stop], out[start:stop]
+        if u is not None:
+            us = u[start:stop]
+        tie = False
+        for j in range(m):
+            v = xs[j]
+            tie = tie | (v == t_hi) | (v == t_lo)
+            inside = (v >= in_lo) & (v <= in_hi)
+            v = in_lo if v < in_lo else v
+            v = in_hi if v > in_hi else v
+            d = v - sub
+            lev = (d * gain) / div - base
+            inside = inside & (lev >= zero) & (lev <= top)
+            gj = gs[j]
+            g_in = gj * inside
+            outs[j] = g_in * factor
+            gx[j] = g_in * d
+            if gm is not None:
+                gm[j] = g_in
+            if gk is not None:
+                lev = zero if lev < zero else lev
+                lev = top if lev > top else lev
+                k = (lev + magic) - magic
+                if u is not None:
+                    low = k - one if k > lev else k
+                    k = low + (one if lev - low > us[j] else zero)
+                gk[j] = gj * (k + base)
+        sums[2] += _sum(gx, m)
+        if gm is not None:
+            sums[1] += _sum(gm, m)
+        if gk is not None:
+            sums[3] += _sum(gk, m)
+        if gm is not None and gk is not None:
+            sums[0] += _sum(gs, m)
+        if tie:  # rare: count the extreme elements of this block
+            n_hi = 0
+            n_lo = 0
+            for j in range(m):
+                n_hi += xs[j] == t_hi
+                n_lo += xs[j] == t_lo
+            ties[0] += n_hi
+            ties[1] += n_lo
+            counts[b] = n_hi + n_lo
+
+
+@njit(**_JIT)
+def add_ties(x, out, counts, t_hi, c_hi, t_lo, c_lo):  # noqa: ANN001, ANN201
+    """``out += c_hi`` where ``x == t_hi`` and ``out += c_lo`` where ``x == t_lo``.
+
+    Only the blocks whose ``counts`` (from :func:`backward_data`) are non-zero are visited.
+    """
+    n = x.size
+    for b in range(counts.size):
+        if counts[b] == 0:
+            continue
+        for i in range(b * BLOCK, min((b + 1) * BLOCK, n)):
+            v = x[i]
+            if v == t_hi:
+                out[i] += c_hi
+            if v == t_lo:
+                out[i] += c_lo
