@@ -439,6 +439,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--csv", help="also write the rows to this CSV file")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument(
+        "--reuse-freed-memory",
+        action="store_true",
+        help="call snnqat.utilities.reuse_freed_memory() first (glibc keeps freed memory; "
+        "applies to every entry of the run alike)",
+    )
     parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._memory:
@@ -446,11 +452,16 @@ def main(argv: list[str] | None = None) -> None:
         return
     global DEVICE
     DEVICE = torch.device(args.device)
+    reused = False
+    if args.reuse_freed_memory:
+        from snnqat.utilities import reuse_freed_memory
+
+        reused = reuse_freed_memory()
     torch.set_num_threads(args.threads)
     if args.smoke:
         args.sizes, args.repeats, args.no_memory = ["tiny"], 2, True
     rows = run(args.sizes, args.peers, args.repeats, args.variants, memory=not args.no_memory)
-    print(header(torch.get_num_threads()))
+    print(header(torch.get_num_threads()) + (", freed memory reused" if reused else ""))
     print()
     print(table(rows))
     if args.csv:

@@ -165,7 +165,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg is None:
             cfg = _saved_config(out)
         from snnqat.training.pipeline import run
+        from snnqat.utilities import reuse_freed_memory
 
+        reuse_freed_memory()  # no page faults for every fresh activation (this process only)
         report = run(
             cfg,
             out,
