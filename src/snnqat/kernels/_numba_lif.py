@@ -673,12 +673,15 @@ def forward(
     else:  # per step: one BLAS product for the chunk's rows, then the compiled step
         w_t = torch.from_numpy(w_np)
 
+        rest = tuple(args[5:])
+
         def chunk(c: int, blk0: int, blk1: int) -> None:
             r0, r1 = blk0 * BATCH_BLOCK, min(blk1 * BATCH_BLOCK, b)
             rec_c = rec_ext[r0:r1]
+            sources = (spikes0[r0:r1], *spikes[r0:r1].unbind(1)[:-1])  # s_{t-1}, as views
             for step in range(t):
-                torch.mm(spikes[r0:r1, step - 1] if step else spikes0[r0:r1], w_t, out=rec_c)
-                _lif_forward(blk0, blk1, args[2], step, step + 1, *args[5:])
+                torch.mm(sources[step], w_t, out=rec_c)
+                _lif_forward(blk0, blk1, args[2], step, step + 1, *rest)
 
         _run_chunks_single_threaded_blas(chunk, chunks)
     traces = (vmem, isyn, irec if mode != 0 else None) if record else (None, None, None)
@@ -800,6 +803,11 @@ def backward(
             scratch_v, scratch_i = np.empty((1, n), np_dt), np.empty((1, nf), np_dt)
             scratch_sum = scratch_i if s == 1 else np.empty((1, n), np_dt)
             lr_c, rec_c = lr_2d[r0:r1], rec_term[r0:r1]
+            tail = (  # the arguments of every step after the step bounds, built once
+                spikes_np, a_src, alpha_np, beta_np, thr_np, w_t_np, *data[9:], *flags[:5],
+                *flags[6:], states[0], u_seg, vp_seg, *states[1:], *outputs, acc_np[c],
+                acc_beta_np[c],
+            )  # fmt: skip
             for seg in range(-(-t // SEGMENT) - 1, -1, -1):
                 t0, t1 = seg * SEGMENT, min((seg + 1) * SEGMENT, t)
                 _recompute(
@@ -808,11 +816,7 @@ def backward(
                     scratch_v, scratch_i, scratch_sum,
                 )  # fmt: skip
                 for step in range(t1 - 1, t0 - 1, -1):
-                    active = _adjoint_steps(
-                        r0, r1, 0, seg, t0, step, step + 1, spikes_np, a_src, alpha_np,
-                        beta_np, thr_np, w_t_np, *data[9:], *flags[:5], *flags[6:], states[0],
-                        u_seg, vp_seg, *states[1:], *outputs, acc_np[c], acc_beta_np[c],
-                    )  # fmt: skip
+                    active = _adjoint_steps(r0, r1, 0, seg, t0, step, step + 1, *tail)
                     if step > 0:
                         if surrogate_id == 0 and active == 0:
                             rec_c.zero_()  # no entry in the window: the product is not needed
