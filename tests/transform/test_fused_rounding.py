@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import snnqat.transform._fused_rounding as fr
-from snnqat.transform._quantizers import (
+from snnqat.transform._rounding import (
     _quantize_composite,
     deterministic_rounding,
     stochastic_channel_rounding,
