@@ -24,6 +24,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from lif_inputs import make_inputs, make_integer_inputs
 from torch import nn
 
 import snnqat.transform.torch_transform as tt
@@ -183,26 +184,7 @@ def loss_of(out: torch.Tensor, rec: dict, weights: torch.Tensor) -> torch.Tensor
 # --------------------------------------------------------------------------- 1. the kernel
 def kernel_inputs(b, t, n, s, *, rec, noise, seed):
     """Random float64 inputs (CPU) that make many spikes and multi-spikes."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def randn(*shape, scale=1.0, shift=0.0):
-        return torch.randn(*shape, generator=gen, dtype=F64) * scale + shift
-
-    def uniform(lo, hi, *shape):
-        return torch.rand(*shape, generator=gen, dtype=F64) * (hi - lo) + lo
-
-    return {
-        "x": randn(b, t, n, s, scale=2.0, shift=0.8),
-        "vmem0": randn(b, n),
-        "isyn0": randn(b, n, s),
-        "spikes0": torch.randint(0, 3, (b, n), generator=gen).to(F64),
-        "alpha": uniform(0.5, 0.95, n),
-        "beta": uniform(0.3, 0.9, n, s),
-        "bias": randn(n, scale=0.1),
-        "threshold": uniform(0.5, 1.5, n),
-        "w_rec": randn(n, n * s, scale=0.4) if rec else None,
-        "noise": randn(b, t, n, scale=0.1) if noise else None,
-    }
+    return make_inputs(b, t, n, s, rec=rec, noise=noise, seed=seed, grad=False)
 
 
 def run_scan(p, device, config, record, grad_names, weights):
@@ -296,30 +278,8 @@ def test_lif_scan_float32_matches_cpu(device):
 
 
 def int_kernel_inputs(b, t, n, s, *, rec, seed):
-    """Integer-valued float64 inputs that reach the int16 rails."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def ints(lo, hi, *shape):
-        return torch.randint(lo, hi, shape, generator=gen).to(F64)
-
-    x = ints(-3000, 9000, b, t, n, s)
-    x[0, 1] = 40000.0  # positive saturation
-    x[-1, t // 2] = -40000.0  # negative saturation
-    dash_mem = torch.randint(0, 6, (n,), generator=gen)
-    dash_syn = torch.randint(0, 6, (n, s), generator=gen)
-    p = {
-        "x": x,
-        "vmem0": ints(-500, 500, b, n),
-        "isyn0": ints(-500, 500, b, n, s),
-        "spikes0": ints(0, 3, b, n),
-        "alpha": 1 - 2.0 ** -dash_mem.to(F64),
-        "beta": 1 - 2.0 ** -dash_syn.to(F64),
-        "bias": ints(-50, 50, n),
-        "threshold": ints(200, 2000, n),
-        "w_rec": ints(-800, 800, n, n * s) if rec else None,
-        "noise": None,
-    }
-    return p, dash_mem, dash_syn
+    """Integer-valued float64 inputs for the integer mode (with saturation)."""
+    return make_integer_inputs(b, t, n, s, rec=rec, seed=seed)
 
 
 @pytest.mark.parametrize("bounds", [False, True], ids=["plain", "bounds+offset"])

@@ -8,6 +8,8 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lif_inputs import make_inputs
+from lif_inputs import make_integer_inputs as _int_inputs
 from lif_reference import (
     exp_syn_reference,
     lif_integer_reference,
@@ -27,35 +29,6 @@ from snnqat.kernels import (
 F64 = torch.float64
 TRACES = ("spikes", "vmem", "isyn", "irec")
 INPUTS = ("x", "vmem0", "isyn0", "spikes0", "alpha", "beta", "bias", "threshold", "w_rec", "noise")
-
-
-def make_inputs(b, t, n, s, *, rec=True, noise=True, dtype=F64, seed=0, grad=True):
-    """Random inputs that make many spikes, and many multi-spikes."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def randn(*shape, scale=1.0, shift=0.0):
-        return torch.randn(*shape, generator=gen, dtype=dtype) * scale + shift
-
-    def uniform(lo, hi, *shape):
-        return torch.rand(*shape, generator=gen, dtype=dtype) * (hi - lo) + lo
-
-    p = {
-        "x": randn(b, t, n, s, scale=2.0, shift=0.8),
-        "vmem0": randn(b, n),
-        "isyn0": randn(b, n, s),
-        "spikes0": torch.randint(0, 3, (b, n), generator=gen).to(dtype),
-        "alpha": uniform(0.5, 0.95, n),
-        "beta": uniform(0.3, 0.9, n, s),
-        "bias": randn(n, scale=0.1),
-        "threshold": uniform(0.5, 1.5, n),
-        "w_rec": randn(n, n * s, scale=0.4) if rec else None,
-        "noise": randn(b, t, n, scale=0.1) if noise else None,
-    }
-    if grad:
-        for v in p.values():
-            if v is not None:
-                v.requires_grad_()
-    return p
 
 
 def weighted_loss(traces, weights, record):
@@ -247,30 +220,6 @@ def test_negative_membrane_is_not_clamped():
 
 
 # --------------------------------------------------------------------------- integer mode
-def _int_inputs(b, t, n, s, *, rec, seed):
-    gen = torch.Generator().manual_seed(seed)
-
-    def ints(lo, hi, *shape):
-        return torch.randint(lo, hi, shape, generator=gen).to(F64)
-
-    x = ints(-3000, 9000, b, t, n, s)
-    x[0, min(1, t - 1)] = 40000.0  # drives isyn into positive saturation
-    x[-1, t // 2] = -40000.0  # and negative saturation
-    dash_mem = torch.randint(0, 6, (n,), generator=gen)
-    dash_syn = torch.randint(0, 6, (n, s), generator=gen)
-    p = {
-        "x": x,
-        "vmem0": ints(-500, 500, b, n),
-        "isyn0": ints(-500, 500, b, n, s),
-        "spikes0": ints(0, 3, b, n),
-        "alpha": 1 - 2.0 ** -dash_mem.to(F64),
-        "beta": 1 - 2.0 ** -dash_syn.to(F64),
-        "bias": ints(-50, 50, n),
-        "threshold": ints(200, 2000, n),
-        "w_rec": ints(-800, 800, n, n * s) if rec else None,
-        "noise": None,
-    }
-    return p, dash_mem, dash_syn
 
 
 @pytest.mark.parametrize("max_spikes", [1, 31])

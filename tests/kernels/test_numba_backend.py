@@ -13,6 +13,7 @@ import torch
 
 pytest.importorskip("numba")
 
+from lif_inputs import make_inputs as shared_inputs  # noqa: E402
 from lif_reference import lif_reference  # noqa: E402
 
 import snnqat.kernels.lif as lif_module  # noqa: E402
@@ -42,33 +43,11 @@ def rec_mode(request, monkeypatch):
 
 
 def make_inputs(b, t, n, s, *, rec, noise, leak="mid", dtype=F64, seed=0, grad=True):
-    """Random inputs that make many spikes and multi-spikes; all of them require grad."""
-    gen = torch.Generator().manual_seed(seed)
-    lo, hi = LEAKS[leak]
-
-    def randn(*shape, scale=1.0, shift=0.0):
-        return torch.randn(*shape, generator=gen, dtype=dtype) * scale + shift
-
-    def uniform(lo, hi, *shape):
-        return torch.rand(*shape, generator=gen, dtype=dtype) * (hi - lo) + lo
-
-    p = {
-        "x": randn(b, t, n, s, scale=2.0, shift=0.8),
-        "vmem0": randn(b, n),
-        "isyn0": randn(b, n, s),
-        "spikes0": torch.randint(0, 3, (b, n), generator=gen).to(dtype),
-        "alpha": uniform(lo, hi, n),
-        "beta": uniform(lo, hi, n, s),
-        "bias": randn(n, scale=0.1),
-        "threshold": uniform(0.5, 1.5, n),
-        "w_rec": randn(n, n * s, scale=0.4) if rec else None,
-        "noise": randn(b, t, n, scale=0.1) if noise else None,
-    }
-    if grad:
-        for v in p.values():
-            if v is not None:
-                v.requires_grad_()
-    return p
+    """Random inputs that make many spikes and multi-spikes; both decays from ``LEAKS[leak]``."""
+    return shared_inputs(
+        b, t, n, s, rec=rec, noise=noise, alpha=LEAKS[leak], beta=LEAKS[leak], dtype=dtype,
+        seed=seed, grad=grad,
+    )  # fmt: skip
 
 
 def loss_weights(shapes, dtype, seed=123):
