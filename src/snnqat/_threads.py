@@ -13,7 +13,9 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["run_pieces"]
+import torch
+
+__all__ = ["run_pieces", "split"]
 
 _POOL: ThreadPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -27,6 +29,23 @@ def _reset_pool() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_pool)
+
+
+def split(units: int, work: int, min_work: int) -> list[tuple[int, int]]:
+    """Split ``[0, units)`` into contiguous ranges, one per thread.
+
+    As many ranges as ``torch.get_num_threads()``, but at most one per unit and at most
+    ``work // min_work`` (each thread gets at least ``min_work`` of the call's ``work``;
+    handing a piece to a pool thread costs more than a small piece itself).
+
+    Example:
+        >>> split(16, 10**5, 2**18)  # too little work for a second thread
+        [(0, 16)]
+        >>> len(split(16, 10**9, 1)) == min(torch.get_num_threads(), 16)
+        True
+    """
+    count = max(1, min(torch.get_num_threads(), units, work // min_work))
+    return [(units * c // count, units * (c + 1) // count) for c in range(count)]
 
 
 def run_pieces(fn: Callable[[int, int, int], object], pieces: list[tuple[int, int]]) -> list:

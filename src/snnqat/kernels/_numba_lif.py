@@ -42,7 +42,7 @@ import torch
 from numba import njit
 from torch import Tensor
 
-from snnqat._threads import run_pieces
+from snnqat._threads import run_pieces, split
 
 __all__ = [
     "BATCH_BLOCK",
@@ -540,21 +540,15 @@ small layer's whole loop)."""
 
 
 def _chunks(n_blocks: int, work: int) -> list[tuple[int, int]]:
-    """Split the batch blocks into one contiguous range per thread: as many threads as torch
-    uses, but no more than ``work / MIN_WORK_PER_THREAD``."""
-    n = max(1, min(torch.get_num_threads(), n_blocks, work // MIN_WORK_PER_THREAD))
-    return [(c * n_blocks // n, (c + 1) * n_blocks // n) for c in range(n)]
-
-
-def _run_chunks(fn: Callable[[int, int, int], object], chunks: list[tuple[int, int]]) -> list:
-    """``fn(c, blk0, blk1)`` for every chunk, the first on this thread, the others on the pool."""
-    return run_pieces(fn, chunks)
+    """Split the batch blocks into one contiguous range per thread (see :func:`split`), each
+    with at least :data:`MIN_WORK_PER_THREAD` of the ``work``."""
+    return split(n_blocks, work, MIN_WORK_PER_THREAD)
 
 
 def _run_chunks_single_threaded_blas(
     fn: Callable[[int, int, int], object], chunks: list[tuple[int, int]]
 ) -> None:
-    """:func:`_run_chunks` with torch (BLAS) limited to one thread while the chunks run.
+    """:func:`run_pieces` with torch (BLAS) limited to one thread while the chunks run.
 
     Each chunk then calls its own BLAS products, concurrently with the others, instead of
     all threads synchronising on every (small) per-step product.
@@ -565,7 +559,7 @@ def _run_chunks_single_threaded_blas(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _run_chunks(fn, chunks)
+        run_pieces(fn, chunks)
     finally:
         torch.set_num_threads(threads)
 
@@ -669,7 +663,7 @@ def forward(
     ]
     chunks = _chunks(-(-b // BATCH_BLOCK), b * t * n * s)
     if mode != 2:
-        _run_chunks(lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks)
+        run_pieces(lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks)
     else:  # per step: one BLAS product for the chunk's rows, then the compiled step
         w_t = torch.from_numpy(w_np)
 
@@ -789,7 +783,7 @@ def backward(
                 blk0, blk1, *data, *flags, *states, *outputs, acc_np[c], acc_beta_np[c]
             )  # fmt: skip
 
-        _run_chunks(chunk, chunks)
+        run_pieces(chunk, chunks)
     else:  # per segment: run it again; per step: the compiled step, then one BLAS product
         x_np, a_np, spikes_np, alpha_np, beta_np, bias_np, thr_np, _, noise_np = data[:9]
         np_dt = _NP_DTYPES[dt]

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from snnqat._threads import run_pieces
+from snnqat._threads import run_pieces, split
 
 __all__ = ["DataRange", "Grid", "fused_available", "round_onto_grid"]
 
@@ -131,18 +131,9 @@ def _fusable(value: Tensor, grid: Grid) -> bool:
 
 
 def _pieces(n: int, unit: int = 1) -> list[tuple[int, int]]:
-    """Split ``[0, n)`` into one contiguous range per thread, in whole multiples of ``unit``."""
-    if n < 2 * MIN_CHUNK:
-        return [(0, n)]
-    units = -(-n // unit)
-    count = max(1, min(torch.get_num_threads(), n // MIN_CHUNK, units))
-    bounds = [min(units * c // count * unit, n) for c in range(count + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-def _run(fn: Callable[[int, int, int], object], pieces: list[tuple[int, int]]) -> None:
-    """``fn(index, start, stop)`` for every piece: the first here, the others on the pool."""
-    run_pieces(fn, pieces)
+    """Split ``[0, n)`` into one contiguous range per thread (see :func:`split`), in whole
+    multiples of ``unit``, each of at least :data:`MIN_CHUNK` elements."""
+    return [(a * unit, min(b * unit, n)) for a, b in split(-(-n // unit), n, MIN_CHUNK)]
 
 
 def _elementwise(kernel: Callable, arrays: tuple, *scalars: Any) -> None:
@@ -155,7 +146,7 @@ def _elementwise(kernel: Callable, arrays: tuple, *scalars: Any) -> None:
     def piece(_: int, a: int, b: int) -> None:
         kernel(*(None if t is None else t[a:b] for t in arrays), *scalars)
 
-    _run(piece, pieces)
+    run_pieces(piece, pieces)
 
 
 def _flat(t: Tensor | None) -> np.ndarray | None:
@@ -215,7 +206,7 @@ def _fused_backward_data(
             np.empty(block, xs.dtype) if want_k else None,
         )
 
-    _run(piece, pieces)
+    run_pieces(piece, pieces)
     if len(pieces) > 1:
         sums, ties = sums.sum(axis=0, keepdims=True), ties.sum(axis=0, keepdims=True)
     c_hi, c_lo = _range_terms(sums[0].tolist(), ties[0].tolist(), grid, data)
