@@ -61,6 +61,36 @@ BLOCK = 1024
 # torch chain. Only :func:`_block_sums` reassociates (a float64 reduction).
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 _JIT_SUM = dict(_JIT, fastmath={"reassoc"})
+_INLINE = dict(_JIT, inline="always")
+
+
+@njit(**_INLINE)
+def _level(v, in_lo, in_hi, sub, gain, div, base, top, zero):  # noqa: ANN001, ANN202, PLR0913
+    """Level index of one element: ``(lev, inside, d)``.
+
+    ``v`` is clamped to ``[in_lo, in_hi]``, ``d = v - sub`` and ``lev = (d gain) / div - base``
+    (not yet clamped to the grid); ``inside``: the straight-through gradient passes (``v`` in
+    the input range and ``lev`` in ``[0, top]``).
+    """
+    inside = (v >= in_lo) & (v <= in_hi)
+    v = in_lo if v < in_lo else v
+    v = in_hi if v > in_hi else v
+    d = v - sub
+    lev = (d * gain) / div - base
+    return lev, inside & (lev >= zero) & (lev <= top), d
+
+
+@njit(**_INLINE)
+def _round_level(lev, top, magic, zero, one, stochastic, ui):  # noqa: ANN001, ANN202, PLR0913
+    """The level ``k``: ``lev`` clamped to ``[0, top]``, rounded to nearest (ties to even,
+    ``(lev + 2^m) - 2^m``) or, with ``stochastic``, ``floor(lev) + [frac > ui]``."""
+    lev = zero if lev < zero else lev
+    lev = top if lev > top else lev
+    k = (lev + magic) - magic
+    if stochastic:
+        low = k - one if k > lev else k
+        k = low + (one if lev - low > ui else zero)
+    return k
 
 
 @njit(**_JIT)
@@ -77,18 +107,11 @@ def forward(x, u, out, mask, p):  # noqa: ANN001, ANN201
     in_lo, in_hi, sub, gain, div, base, top = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
     step, origin, out_lo, out_hi, magic, zero, one = p[7], p[8], p[9], p[10], p[11], p[12], p[13]
     for i in range(x.size):
-        v = x[i]
-        inside = (v >= in_lo) & (v <= in_hi)
-        v = in_lo if v < in_lo else v
-        v = in_hi if v > in_hi else v
-        lev = ((v - sub) * gain) / div - base
-        inside = inside & (lev >= zero) & (lev <= top)
-        lev = zero if lev < zero else lev
-        lev = top if lev > top else lev
-        k = (lev + magic) - magic
+        lev, inside, _ = _level(x[i], in_lo, in_hi, sub, gain, div, base, top, zero)
         if u is not None:
-            low = k - one if k > lev else k
-            k = low + (one if lev - low > u[i] else zero)
+            k = _round_level(lev, top, magic, zero, one, True, u[i])
+        else:
+            k = _round_level(lev, top, magic, zero, one, False, zero)
         y = origin + (k + base) * step
         y = out_lo if y < out_lo else y
         y = out_hi if y > out_hi else y
@@ -140,12 +163,7 @@ def backward_data(g, x, u, out, p, factor, t_hi, t_lo, sums, ties, counts, gm, g
         for j in range(m):
             v = xs[j]
             tie = tie | (v == t_hi) | (v == t_lo)
-            inside = (v >= in_lo) & (v <= in_hi)
-            v = in_lo if v < in_lo else v
-            v = in_hi if v > in_hi else v
-            d = v - sub
-            lev = (d * gain) / div - base
-            inside = inside & (lev >= zero) & (lev <= top)
+            lev, inside, d = _level(v, in_lo, in_hi, sub, gain, div, base, top, zero)
             gj = gs[j]
             g_in = gj * inside
             outs[j] = g_in * factor
@@ -153,12 +171,10 @@ def backward_data(g, x, u, out, p, factor, t_hi, t_lo, sums, ties, counts, gm, g
             if gm is not None:
                 gm[j] = g_in
             if gk is not None:
-                lev = zero if lev < zero else lev
-                lev = top if lev > top else lev
-                k = (lev + magic) - magic
                 if u is not None:
-                    low = k - one if k > lev else k
-                    k = low + (one if lev - low > us[j] else zero)
+                    k = _round_level(lev, top, magic, zero, one, True, us[j])
+                else:
+                    k = _round_level(lev, top, magic, zero, one, False, zero)
                 gk[j] = gj * (k + base)
         sums[2] += _sum(gx, m)
         if gm is not None:
