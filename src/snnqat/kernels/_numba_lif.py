@@ -366,6 +366,30 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 r = b - row0
                 gvb, gvt = (b, t) if has_gv else (0, 0)
                 gsb, gst = (b, t) if has_gs else (0, 0)
+                gib, git = (b, t) if has_gi else (0, 0)
+                ab, at = (b, t) if a_saved else (r, tt)
+                xb, xt = (b, t) if need_x else (0, 0)
+                if surrogate == 0 and n_syn == 1 and not need_noise:
+                    # The common case in one loop (the same operations as the two loops below).
+                    for n in range(n_neur):
+                        th = thr[n]
+                        lv = g_v[gvb, gvt, n] + alpha[n] * lu[b, n]
+                        ls = (g_s[gsb, gst, n] - th * lv) + rec_term[b, n]
+                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], th, win)
+                        lam = lv + su * ls
+                        acc_n[0, n] += sth * ls - spikes[b, t, n] * lv
+                        acc_n[1, n] += lam
+                        acc_n[2, n] += lam * vp_seg[r, tt, n]
+                        lu[b, n] = lam
+                        li = (lam + la[b, n]) + g_i[gib, git, n]
+                        lam_a = beta[n] * li
+                        acc_beta[n] += li * a_src[ab, at, n]
+                        g_x[xb, xt, n] = lam_a
+                        la[b, n] = lam_a
+                    if has_gr:
+                        for j in range(n_flat):
+                            lr[b, j] = la[b, j] + g_r[b, t, j]
+                    continue
                 if surrogate == 0:  # (two loops: a branch inside would compute both)
                     for n in range(n_neur):
                         th = thr[n]
@@ -391,9 +415,6 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 if need_noise:
                     for n in range(n_neur):
                         g_noise[b, t, n] = lu[b, n]
-                gib, git = (b, t) if has_gi else (0, 0)
-                ab, at = (b, t) if a_saved else (r, tt)
-                xb, xt = (b, t) if need_x else (0, 0)
                 if n_syn == 1:  # λi = (λu + λa') + g^i;  λa = β λi
                     for j in range(n_flat):
                         li = (lu[b, j] + la[b, j]) + g_i[gib, git, j]
