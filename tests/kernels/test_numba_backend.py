@@ -331,3 +331,44 @@ def test_missing_numba(monkeypatch):
     assert res.spikes.shape == (1, 3, 2)
     with pytest.raises(ValueError, match="pip install numba"):
         lif_scan(**p, config=LIFConfig(backend="numba"))
+
+
+@pytest.mark.parametrize("rec_mode", REC_MODES, indirect=True)
+def test_states_decaying_below_the_normal_range_are_flushed_to_zero(rec_mode):
+    """Slow leaks drive silent neurons' states into float32 subnormals, where the CPU is tens
+    of times slower: the compiled loops flush them to zero (the torch backend keeps them)."""
+    b, t, n = 3, 120, 5
+    tiny = torch.finfo(F32).tiny  # the smallest normal float32, 1.18e-38
+
+    def inputs():
+        return {
+            "x": torch.zeros(b, t, n, 1, requires_grad=True),
+            "vmem0": torch.full((b, n), 1e-30),
+            "isyn0": torch.full((b, n, 1), 1e-30),
+            "spikes0": torch.zeros(b, n),
+            "alpha": torch.full((n,), 0.5, requires_grad=True),
+            "beta": torch.full((n, 1), 0.5, requires_grad=True),
+            "bias": torch.zeros(n, requires_grad=True),
+            "threshold": torch.ones(n, requires_grad=True),
+            "w_rec": None if rec_mode == "ff" else torch.zeros(n, n, requires_grad=True),
+            "noise": None,
+        }
+
+    results = {}
+    for backend in ("torch", "numba"):
+        p = inputs()
+        res = lif_scan(**p, config=LIFConfig(backend=backend), record=True)
+        (res.vmem.sum() + res.isyn.sum() + res.spikes.sum()).backward()
+        results[backend] = (res, p["x"].grad, p["alpha"].grad)
+    (ref, gx_ref, ga_ref), (got, gx, ga) = results["torch"], results["numba"]
+
+    def subnormal(v):
+        return (v != 0) & (v.abs() < tiny)
+
+    assert subnormal(ref.vmem).any() and subnormal(ref.isyn).any()  # the case is exercised
+    assert not subnormal(got.vmem).any() and not subnormal(got.isyn).any()
+    assert (got.vmem[:, -1] == 0).all() and (got.vmem[:, :5] > 1e-32).all()
+    assert torch.equal(got.spikes, ref.spikes)
+    torch.testing.assert_close(got.vmem, ref.vmem, rtol=0, atol=tiny)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-30)
+    torch.testing.assert_close(ga, ga_ref, rtol=1e-5, atol=1e-30)

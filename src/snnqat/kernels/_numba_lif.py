@@ -24,6 +24,13 @@ of :mod:`snnqat.kernels.lif`. Batch rows are independent; they run in blocks of
   loss; in the BLAS mode a step whose window is empty skips the product. The ``W_rec``
   gradient is one BLAS product over all steps afterwards (:func:`_w_rec_grad`).
 
+* **Subnormals.** The loops run with subnormal floats flushed to zero
+  (:class:`snnqat._threads.DenormalsFlushed`, the CPU's FTZ/DAZ modes, on their threads only):
+  a state or adjoint below the smallest normal float (``1.2e-38`` in float32) becomes zero.
+  Slow leaks (bit-shift leaks in particular) decay silent neurons into that range, where the
+  arithmetic is tens of times slower; a step with bit-shift leaks took 1.6-3x the plain one.
+  The torch backend keeps the subnormals (its values differ from these by less than that).
+
 Everything is batch-major, ``(B, T, ...)``, the layout of the inputs and outputs of
 :func:`~snnqat.kernels.lif_scan`, so nothing is transposed. Compiled code is cached on disk
 (``cache=True``): the first call of each dtype compiles, in seconds.
@@ -575,12 +582,12 @@ def _run_chunks_single_threaded_blas(
     all threads synchronising on every (small) per-step product.
     """
     if len(chunks) == 1:
-        fn(0, *chunks[0])
+        run_pieces(fn, chunks, flush_denormals=True)
         return
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        run_pieces(fn, chunks)
+        run_pieces(fn, chunks, flush_denormals=True)
     finally:
         torch.set_num_threads(threads)
 
@@ -684,7 +691,9 @@ def forward(
     ]
     chunks = _chunks(-(-b // BATCH_BLOCK), b * t * n * s)
     if mode != 2:
-        run_pieces(lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks)
+        run_pieces(
+            lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks, flush_denormals=True
+        )
     else:  # per step: one BLAS product for the chunk's rows, then the compiled step
         w_t = torch.from_numpy(w_np)
 
@@ -804,7 +813,7 @@ def backward(
                 blk0, blk1, *data, *flags, *states, *outputs, acc_np[c], acc_beta_np[c]
             )  # fmt: skip
 
-        run_pieces(chunk, chunks)
+        run_pieces(chunk, chunks, flush_denormals=True)
     else:  # per segment: run it again; per step: the compiled step, then one BLAS product
         x_np, a_np, spikes_np, alpha_np, beta_np, bias_np, thr_np, _, noise_np = data[:9]
         np_dt = _NP_DTYPES[dt]

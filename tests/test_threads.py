@@ -1,0 +1,64 @@
+"""snnqat._threads: the thread split, the worker pool and the flush-to-zero context."""
+
+import threading
+
+import pytest
+import torch
+
+from snnqat._threads import DenormalsFlushed, run_pieces, split
+
+SUBNORMAL = 1e-40  # a float32 subnormal (the smallest normal float32 is 1.18e-38)
+
+
+def _product() -> float:
+    return (torch.tensor([SUBNORMAL]) * 1.0).item()
+
+
+@pytest.fixture
+def flushing_supported():
+    with DenormalsFlushed() as flushed:
+        if not flushed.active:
+            pytest.skip("this CPU or C library cannot flush subnormals")
+
+
+def test_subnormals_are_flushed_inside_and_kept_after(flushing_supported):
+    assert _product() == pytest.approx(SUBNORMAL, rel=1e-3)
+    with DenormalsFlushed():
+        assert _product() == 0.0
+    assert _product() == pytest.approx(SUBNORMAL, rel=1e-3)
+
+
+def test_a_thread_that_already_flushes_keeps_flushing(flushing_supported):
+    torch.set_flush_denormal(True)
+    try:
+        with DenormalsFlushed():
+            pass
+        assert _product() == 0.0  # the environment before the context is restored
+    finally:
+        torch.set_flush_denormal(False)
+    assert _product() > 0.0
+
+
+def test_run_pieces_flushes_on_every_thread_and_restores(flushing_supported):
+    seen = {}
+
+    def piece(c: int, a: int, b: int) -> float:
+        seen[c] = threading.get_ident()
+        return _product()
+
+    assert run_pieces(piece, [(0, 1), (1, 2), (2, 3)], flush_denormals=True) == [0.0] * 3
+    assert len(set(seen.values())) == 3  # the first here, two on the pool
+    assert run_pieces(piece, [(0, 1), (1, 2), (2, 3)]) == [pytest.approx(SUBNORMAL, rel=1e-3)] * 3
+    assert _product() > 0.0
+
+
+def test_split_gives_contiguous_balanced_ranges():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert split(10, 10**9, 1) == [(0, 3), (3, 6), (6, 10)]
+        assert split(10, 2 * 100, 100) == [(0, 5), (5, 10)]  # work for two threads only
+        assert split(2, 10**9, 1) == [(0, 1), (1, 2)]  # at most one range per unit
+        assert split(10, 5, 100) == [(0, 10)]
+    finally:
+        torch.set_num_threads(threads)
