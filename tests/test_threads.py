@@ -41,9 +41,11 @@ def test_a_thread_that_already_flushes_keeps_flushing(flushing_supported):
 
 def test_run_pieces_flushes_on_every_thread_and_restores(flushing_supported):
     seen = {}
+    barrier = threading.Barrier(3)  # every piece waits for the others: three threads at once
 
     def piece(c: int, a: int, b: int) -> float:
         seen[c] = threading.get_ident()
+        barrier.wait(timeout=30)
         return _product()
 
     assert run_pieces(piece, [(0, 1), (1, 2), (2, 3)], flush_denormals=True) == [0.0] * 3
