@@ -59,6 +59,15 @@ def test_large_tensors_come_from_the_heap_instead_of_mmap():
     assert _child(MMAPPED_CHILD, "on") == 0  # served from (and freed back to) the heap
 
 
+def _thp_always() -> bool:
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[always]" in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(_thp_always(), reason="huge pages: a fresh tensor costs few page faults")
 def test_freed_large_tensors_are_reused_without_page_faults():
     pages = MB40 // resource.getpagesize()
     off = _child(FAULTS_CHILD, "off")
