@@ -576,7 +576,8 @@ def _chunks(n_blocks: int, work: int) -> list[tuple[int, int]]:
 def _run_chunks_single_threaded_blas(
     fn: Callable[[int, int, int], object], chunks: list[tuple[int, int]]
 ) -> None:
-    """:func:`run_pieces` with torch (BLAS) limited to one thread while the chunks run.
+    """:func:`run_pieces` (subnormals flushed) with torch (BLAS) limited to one thread while
+    the chunks run.
 
     Each chunk then calls its own BLAS products, concurrently with the others, instead of
     all threads synchronising on every (small) per-step product.
