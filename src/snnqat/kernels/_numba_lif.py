@@ -129,6 +129,20 @@ def periodic_exponential_grads_scalar(u, threshold, window, max_spikes):  # noqa
     return pdf, -pdf * u / threshold
 
 
+@njit(**_INLINE)
+def _membrane_adjoint(g_v, alpha, lu_next, g_s, th, rec, su, sth, spike, v_prev):  # noqa: ANN001, ANN201, PLR0913
+    """One neuron-step of the membrane adjoint, given the surrogate's ``(ds/du, ds/dθ)``.
+
+    ``λv = g^v + α λu'``, ``λs = (g^s - θ λv) + rec``, ``λu = λv + σ_u λs``. Returns
+    ``(λu, dθ, dα)``: the step's terms of the threshold gradient ``σ_θ λs - s λv`` and of the
+    α gradient ``λu v_{t-1}`` (the bias term is ``λu``).
+    """
+    lv = g_v + alpha * lu_next
+    ls = (g_s - th * lv) + rec
+    lam = lv + su * ls
+    return lam, sth * ls - spike * lv, lam * v_prev
+
+
 # --------------------------------------------------------------------------- conventions
 # The kernels index whole arrays with explicit (row, step, ...) indices, in loops written out
 # in the kernel bodies: an array view, or an array passed to a helper function, costs two
@@ -379,14 +393,14 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 if surrogate == 0 and n_syn == 1 and not need_noise:
                     # The common case in one loop (the same operations as the two loops below).
                     for n in range(n_neur):
-                        th = thr[n]
-                        lv = g_v[gvb, gvt, n] + alpha[n] * lu[b, n]
-                        ls = (g_s[gsb, gst, n] - th * lv) + rec_term[b, n]
-                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], th, win)
-                        lam = lv + su * ls
-                        acc_n[0, n] += sth * ls - spikes[b, t, n] * lv
+                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], thr[n], win)
+                        lam, d_thr, d_alpha = _membrane_adjoint(
+                            g_v[gvb, gvt, n], alpha[n], lu[b, n], g_s[gsb, gst, n], thr[n],
+                            rec_term[b, n], su, sth, spikes[b, t, n], vp_seg[r, tt, n],
+                        )  # fmt: skip
+                        acc_n[0, n] += d_thr
                         acc_n[1, n] += lam
-                        acc_n[2, n] += lam * vp_seg[r, tt, n]
+                        acc_n[2, n] += d_alpha
                         lu[b, n] = lam
                         li = (lam + la[b, n]) + g_i[gib, git, n]
                         lam_a = beta[n] * li
@@ -399,25 +413,27 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                     continue
                 if surrogate == 0:  # (two loops: a branch inside would compute both)
                     for n in range(n_neur):
-                        th = thr[n]
-                        lv = g_v[gvb, gvt, n] + alpha[n] * lu[b, n]
-                        ls = (g_s[gsb, gst, n] - th * lv) + rec_term[b, n]
-                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], th, win)
-                        lam = lv + su * ls
-                        acc_n[0, n] += sth * ls - spikes[b, t, n] * lv
+                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], thr[n], win)
+                        lam, d_thr, d_alpha = _membrane_adjoint(
+                            g_v[gvb, gvt, n], alpha[n], lu[b, n], g_s[gsb, gst, n], thr[n],
+                            rec_term[b, n], su, sth, spikes[b, t, n], vp_seg[r, tt, n],
+                        )  # fmt: skip
+                        acc_n[0, n] += d_thr
                         acc_n[1, n] += lam
-                        acc_n[2, n] += lam * vp_seg[r, tt, n]
+                        acc_n[2, n] += d_alpha
                         lu[b, n] = lam
                 else:
                     for n in range(n_neur):
-                        th = thr[n]
-                        lv = g_v[gvb, gvt, n] + alpha[n] * lu[b, n]
-                        ls = (g_s[gsb, gst, n] - th * lv) + rec_term[b, n]
-                        su, sth = periodic_exponential_grads_scalar(u_seg[r, tt, n], th, win, ms)
-                        lam = lv + su * ls
-                        acc_n[0, n] += sth * ls - spikes[b, t, n] * lv
+                        su, sth = periodic_exponential_grads_scalar(
+                            u_seg[r, tt, n], thr[n], win, ms
+                        )
+                        lam, d_thr, d_alpha = _membrane_adjoint(
+                            g_v[gvb, gvt, n], alpha[n], lu[b, n], g_s[gsb, gst, n], thr[n],
+                            rec_term[b, n], su, sth, spikes[b, t, n], vp_seg[r, tt, n],
+                        )  # fmt: skip
+                        acc_n[0, n] += d_thr
                         acc_n[1, n] += lam
-                        acc_n[2, n] += lam * vp_seg[r, tt, n]
+                        acc_n[2, n] += d_alpha
                         lu[b, n] = lam
                 if need_noise:
                     for n in range(n_neur):
