@@ -379,6 +379,7 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     win = dt.type(window)
     ms = dt.type(max_spikes)
     count = 0
+    fused = surrogate == 0 and n_syn == 1  # one loop for the membrane and synapse adjoints
     for c0 in range(b0, b1, BATCH_BLOCK):
         c1 = min(c0 + BATCH_BLOCK, b1)
         for t in range(t_hi - 1, t_lo - 1, -1):
@@ -390,8 +391,7 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 gib, git = (b, t) if has_gi else (0, 0)
                 ab, at = (b, t) if a_saved else (r, tt)
                 xb, xt = (b, t) if need_x else (0, 0)
-                if surrogate == 0 and n_syn == 1 and not need_noise:
-                    # The common case in one loop (the same operations as the two loops below).
+                if fused:  # the common case: membrane and synapse adjoints in one loop
                     for n in range(n_neur):
                         su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], thr[n], win)
                         lam, d_thr, d_alpha = _membrane_adjoint(
@@ -407,11 +407,7 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                         acc_beta[n] += li * a_src[ab, at, n]
                         g_x[xb, xt, n] = lam_a
                         la[b, n] = lam_a
-                    if has_gr:
-                        for j in range(n_flat):
-                            lr[b, j] = la[b, j] + g_r[b, t, j]
-                    continue
-                if surrogate == 0:  # (two loops: a branch inside would compute both)
+                elif surrogate == 0:  # (two loops: a branch inside would compute both)
                     for n in range(n_neur):
                         su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], thr[n], win)
                         lam, d_thr, d_alpha = _membrane_adjoint(
@@ -438,14 +434,14 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 if need_noise:
                     for n in range(n_neur):
                         g_noise[b, t, n] = lu[b, n]
-                if n_syn == 1:  # λi = (λu + λa') + g^i;  λa = β λi
+                if n_syn == 1 and not fused:  # λi = (λu + λa') + g^i;  λa = β λi
                     for j in range(n_flat):
                         li = (lu[b, j] + la[b, j]) + g_i[gib, git, j]
                         lam = beta[j] * li
                         acc_beta[j] += li * a_src[ab, at, j]
                         g_x[xb, xt, j] = lam
                         la[b, j] = lam
-                else:
+                elif n_syn > 1:
                     for n in range(n_neur):
                         for k in range(n_syn):
                             j = n * n_syn + k
