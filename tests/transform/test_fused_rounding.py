@@ -63,6 +63,27 @@ def _affine_index(x, in_lo, in_hi, out_lo, out_hi, num_levels):
     return lev, q_out, torch.zeros_like(q_out), out_lo
 
 
+def _index_of(value, data, input_range, output_range, num_levels, maintain_zero, dims=None):
+    """``(lev, step, base, origin, out_lo, out_hi)`` of ``value``: the range is ``input_range``
+    or, when it is ``None``, that of ``data`` over ``dims`` (all by default)."""
+    if input_range is None:
+        dims = tuple(range(data.ndim)) if dims is None else dims
+        if maintain_zero:
+            m = data.abs().amax(dim=dims, keepdim=True)
+            in_lo, in_hi = -m, m
+        else:
+            in_lo = data.amin(dim=dims, keepdim=True)
+            in_hi = data.amax(dim=dims, keepdim=True)
+    else:
+        in_lo, in_hi = (value.new_tensor(b) for b in input_range)
+    out_lo, out_hi = (
+        (in_lo, in_hi) if output_range is None else (value.new_tensor(b) for b in output_range)
+    )
+    x = torch.clamp(value, in_lo, in_hi)
+    index = _zero_index if maintain_zero else _affine_index
+    return (*index(x, in_lo, in_hi, out_lo, out_hi, num_levels), out_lo, out_hi)
+
+
 def _reference(
     value,
     input_range=None,
@@ -73,22 +94,9 @@ def _reference(
     stochastic=False,
     dims=None,
 ):
-    if input_range is None:
-        dims = tuple(range(value.ndim)) if dims is None else dims
-        if maintain_zero:
-            m = value.abs().amax(dim=dims, keepdim=True)
-            in_lo, in_hi = -m, m
-        else:
-            in_lo = value.amin(dim=dims, keepdim=True)
-            in_hi = value.amax(dim=dims, keepdim=True)
-    else:
-        in_lo, in_hi = (value.new_tensor(b) for b in input_range)
-    out_lo, out_hi = (
-        (in_lo, in_hi) if output_range is None else (value.new_tensor(b) for b in output_range)
+    lev, step, base, origin, out_lo, out_hi = _index_of(
+        value, value, input_range, output_range, num_levels, maintain_zero, dims
     )
-    x = torch.clamp(value, in_lo, in_hi)
-    index = _zero_index if maintain_zero else _affine_index
-    lev, step, base, origin = index(x, in_lo, in_hi, out_lo, out_hi, num_levels)
     if stochastic:
         lev = torch.clamp(lev, 0, num_levels - 1)
         low = floor_passthrough(lev)
@@ -441,21 +449,8 @@ def ste_surrogate(x0, input_range, output_range, num_levels, maintain_zero, rang
     """
 
     def parts(v):
-        if input_range is None:
-            data = v if range_term else x0  # the range of v, or frozen at x0
-            if maintain_zero:
-                m = data.abs().amax()
-                in_lo, in_hi = -m, m
-            else:
-                in_lo, in_hi = data.amin(), data.amax()
-        else:
-            in_lo, in_hi = (v.new_tensor(b) for b in input_range)
-        out_lo, out_hi = (
-            (in_lo, in_hi) if output_range is None else (v.new_tensor(b) for b in output_range)
-        )
-        x = torch.clamp(v, in_lo, in_hi)
-        index = _zero_index if maintain_zero else _affine_index
-        return index(x, in_lo, in_hi, out_lo, out_hi, num_levels)
+        data = v if range_term else x0  # the range of v, or frozen at x0
+        return _index_of(v, data, input_range, output_range, num_levels, maintain_zero)[:4]
 
     top = num_levels - 1
     lev0 = parts(x0)[0].detach()
