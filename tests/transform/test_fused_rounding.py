@@ -187,6 +187,21 @@ RANGES = [
 # -- values and gradients, old vs new ---------------------------------------------------------
 
 
+def rounding_and_reference(kwargs, stochastic):
+    """``stochastic_rounding`` (or ``deterministic_rounding``) with ``kwargs`` and the
+    reference with the same arguments, both as ``f(value, generator)``."""
+
+    def call(v, gen):
+        if stochastic:
+            return stochastic_rounding(v, **kwargs, generator=gen)
+        return deterministic_rounding(v, **kwargs)
+
+    def reference(v, gen):
+        return _reference(v, **kwargs, generator=gen, stochastic=stochastic)
+
+    return call, reference
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(), (7,), (3, 4, 5)], ids=["0d", "1d", "3d"])
 @pytest.mark.parametrize("maintain_zero", [True, False])
@@ -202,16 +217,10 @@ def test_rounding_equals_reference(path, dtype, shape, maintain_zero, stochastic
             num_levels=num_levels,
             maintain_zero=maintain_zero,
         )
-        if stochastic:
-            call = lambda v, gen, kw=kwargs: stochastic_rounding(v, **kw, generator=gen)
-        else:
-            call = lambda v, gen, kw=kwargs: deterministic_rounding(v, **kw)
-        reference = functools.partial(_reference, **kwargs, stochastic=stochastic)
+        call, reference = rounding_and_reference(kwargs, stochastic)
         for name, x in data_cases(shape, dtype, seed=len(shape)):
             g = torch.randn(shape, dtype=torch.float64).to(dtype)
-            (out, grad), (ref_out, ref_grad) = run_both(
-                call, lambda v, gen, ref=reference: ref(v, generator=gen), x, g
-            )
+            (out, grad), (ref_out, ref_grad) = run_both(call, reference, x, g)
             assert_same_bits(out, ref_out)
             assert_grad_close(grad, ref_grad, g)
             assert name and out.shape == x.shape  # (keeps the case name in the traceback)
@@ -253,14 +262,8 @@ def test_values_outside_the_input_range_and_on_its_bounds(path, maintain_zero):
             num_levels=21,
             maintain_zero=maintain_zero,
         )
-        if stochastic:
-            call = lambda v, gen, kw=kwargs: stochastic_rounding(v, **kw, generator=gen)
-        else:
-            call = lambda v, gen, kw=kwargs: deterministic_rounding(v, **kw)
-        reference = functools.partial(_reference, **kwargs, stochastic=stochastic)
-        (out, grad), (ref_out, ref_grad) = run_both(
-            call, lambda v, gen, ref=reference: ref(v, generator=gen), x, g
-        )
+        call, reference = rounding_and_reference(kwargs, stochastic)
+        (out, grad), (ref_out, ref_grad) = run_both(call, reference, x, g)
         assert_same_bits(out, ref_out)
         assert torch.equal(grad, ref_grad)
         assert grad.tolist() == [0, 20, 30, 40, 50, 60, 0, 0]  # gain 10 on [-1, 1]
