@@ -15,9 +15,13 @@ per neuron:
 The forward pass runs as a loop under ``no_grad`` that writes into preallocated buffers and
 keeps only what the backward pass needs (the pre-reset membrane ``u``, the spikes ``s`` and,
 when ``β`` is trained, the pre-decay current ``a``). The backward pass is a hand-written
-reverse-time loop (exact BPTT through the surrogate) that computes only the per-step adjoints;
-the parameter gradients are sums over batch and time formed afterwards with batched ops
-(the ``W_rec`` gradient as one matmul).
+reverse-time loop (exact BPTT through the surrogate) that computes only the per-step adjoints
+and stores three of them for every step (``λu``; ``λs`` when ``θ`` is trained; ``λi`` when
+``β`` is, which then becomes ``λa = ∂L/∂x`` in place, else ``λa``); the parameter gradients
+are sums over batch and time formed afterwards with batched ops, a few time chunks at a time
+so that no temporary has the whole sequence's size (``λv`` and ``σ_θ`` are formed again
+there). The inputs and the incoming gradients are read through per-step views, without
+time-major copies.
 
 Adjoints, for ``t = T-1 … 0`` (``λ`` is the total derivative of the loss, ``g`` the
 gradient arriving at a recorded output, ``σ_u, σ_θ`` the surrogate derivatives at ``u_t``)::
@@ -332,6 +336,27 @@ def _alloc(t_steps: int, full: bool, *shape: int, opts: dict) -> tuple[Tensor, l
     return buf, [buf] * t_steps
 
 
+_CHUNK_ELEMENTS = 1 << 20
+"""Elements per time chunk of the sums after the reverse loop (the size of their temporaries),
+unless that makes more than :data:`_MAX_CHUNKS` chunks."""
+_MAX_CHUNKS = 8
+"""At most this many time chunks (each costs a few kernel launches on a GPU)."""
+
+
+def _time_chunks(t_steps: int, per_step: int) -> list[tuple[int, int]]:
+    """``[t0, t1)`` ranges covering ``0 … T-1``: about :data:`_CHUNK_ELEMENTS` elements each,
+    at most :data:`_MAX_CHUNKS` of them.
+
+    Example:
+        >>> _time_chunks(10, 2**19)
+        [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)]
+        >>> len(_time_chunks(500, 2**16))
+        8
+    """
+    size = max(1, _CHUNK_ELEMENTS // max(1, per_step), -(-t_steps // _MAX_CHUNKS))
+    return [(t0, min(t0 + size, t_steps)) for t0 in range(0, t_steps, size)]
+
+
 class _Steps(NamedTuple):
     """Per-step views used by the forward loops (``noise``/``rec`` may be ``None``)."""
 
@@ -373,6 +398,8 @@ class _LIFScan(torch.autograd.Function):
         b, t_steps, n, s = x.shape
         opts = {"dtype": x.dtype, "device": x.device}
         keep_a = beta.requires_grad
+        # The inputs are read through per-step (strided) views; the loop writes into contiguous
+        # time-major buffers (``out=`` into strided views stops torch.compile's tracing).
         spikes, s_l = _alloc(t_steps, True, b, n, opts=opts)
         u, u_l = _alloc(t_steps, True, b, n, opts=opts)
         vmem, v_l = _alloc(t_steps, record, b, n, opts=opts)
@@ -381,8 +408,8 @@ class _LIFScan(torch.autograd.Function):
         irec, rec_l = None, None
         if record and w_rec is not None:
             irec, rec_l = _alloc(t_steps, True, b, n * s, opts=opts)
-        noise_l = None if noise is None else _swap_tb(noise).unbind(0)
-        steps = _Steps(_swap_tb(x).unbind(0), noise_l, a_l, i_l, u_l, s_l, v_l, rec_l)
+        noise_l = None if noise is None else noise.unbind(1)
+        steps = _Steps(x.unbind(1), noise_l, a_l, i_l, u_l, s_l, v_l, rec_l)
         thr = threshold.clamp_min(MIN_THRESHOLD)
         loop = _integer_forward if config.integer is not None else _float_forward
         loop(steps, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, config)
@@ -391,7 +418,8 @@ class _LIFScan(torch.autograd.Function):
         if irec is not None:
             irec = irec.view(t_steps, b, n, s)
         traces = tuple(_swap_tb(tr) for tr in (vmem, isyn, irec)) if record else (None,) * 3
-        return (_swap_tb(spikes), *traces, *last, u, a if keep_a else None)
+        spikes = _swap_tb(spikes)
+        return (spikes, *traces, *last, u, a if keep_a else None)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -419,19 +447,28 @@ class _LIFScan(torch.autograd.Function):
             return _numba_module().backward(
                 saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt
             )
-        ds_du, ds_dthr = SURROGATE_GRADS[cfg.surrogate](
-            u, thr, cfg.learning_window, cfg.max_spikes_per_dt
-        )
-        grads_in = _GradsIn(*(_swap_tb(g) for g in (g_spikes, g_vmem, g_isyn, g_irec)))
+        ds_du = _surrogate_du(u, thr, cfg)
+        grads_in = _GradsIn(g_spikes, g_vmem, g_isyn, g_irec)
         adj = _reverse_loop(
-            ctx.shape, ds_du, thr, alpha, beta, w_rec, grads_in, keep_s_v=need[7], keep_i=need[5]
+            ctx.shape, ds_du, thr, alpha, beta, w_rec, grads_in, keep_s=need[7], keep_i=need[5]
         )
+        del ds_du
         saved = (u, spikes.transpose(0, 1), a, vmem0, spikes0, alpha, beta, thr, w_rec)
-        return _input_grads(need, adj, saved, ds_dthr, grads_in.irec)
+        return _input_grads(need, adj, saved, grads_in, cfg)
+
+
+def _surrogate_du(u: Tensor, thr: Tensor, cfg: LIFConfig) -> Tensor:
+    """``σ_u`` of every step, ``u``'s shape, formed time chunk by time chunk (the surrogate's
+    ``σ_θ``, which only the threshold gradient needs, is not kept)."""
+    out = torch.empty_like(u)
+    grads = SURROGATE_GRADS[cfg.surrogate]
+    for t0, t1 in _time_chunks(u.shape[0], u[0].numel()):
+        out[t0:t1] = grads(u[t0:t1], thr, cfg.learning_window, cfg.max_spikes_per_dt)[0]
+    return out
 
 
 class _GradsIn(NamedTuple):
-    """Gradients arriving at the traces, time-major (``None`` where unused)."""
+    """Gradients arriving at the traces, batch-major as they arrive (``None`` where unused)."""
 
     spikes: Tensor | None
     vmem: Tensor | None
@@ -440,14 +477,17 @@ class _GradsIn(NamedTuple):
 
 
 class _Adjoints(NamedTuple):
-    """Per-step adjoints ``(T, B, ...)`` of the reverse loop (``s``, ``v``, ``i`` are one
-    rolling ``(B, ...)`` buffer when no gradient needs them)."""
+    """Per-step adjoints ``(T, B, ...)`` of the reverse loop.
+
+    ``u`` and ``a`` are always kept; ``s`` when the threshold gradient needs it and ``i`` when
+    the ``β`` gradient does (else ``None``). With ``i`` kept, ``a`` is ``None`` until
+    :func:`_input_grads` turns ``i`` into it in place (``λa = β λi``, the same operation as
+    in the loop), so that one buffer holds both."""
 
     u: Tensor
-    a: Tensor
-    s: Tensor
-    v: Tensor
-    i: Tensor
+    a: Tensor | None
+    s: Tensor | None
+    i: Tensor | None
     spikes0: Tensor | None
 
 
@@ -553,24 +593,28 @@ def _deliver_recurrent(a_t, s_prev, w_rec, w_pos, w_neg, lo, hi, rec_t) -> None:
 
 
 def _reverse_loop(
-    shape, ds_du, thr, alpha, beta, w_rec, grads_in: _GradsIn, *, keep_s_v: bool, keep_i: bool
+    shape, ds_du, thr, alpha, beta, w_rec, grads_in: _GradsIn, *, keep_s: bool, keep_i: bool
 ) -> _Adjoints:
-    """The serial part of the backward pass: per-step adjoints, ~6 ops per step."""
+    """The serial part of the backward pass: per-step adjoints, ~6 ops per step.
+
+    Only ``λu``, ``λs`` (for the threshold gradient) and ``λi`` (for the ``β`` gradient; else
+    ``λa``) are stored for every step; ``λv`` and the other of ``λi``/``λa`` roll over one
+    ``(B, ...)`` buffer (:func:`_input_grads` forms what it needs of them again).
+    """
     b, t_steps, n, s = shape
     opts = {"dtype": ds_du.dtype, "device": ds_du.device}
     lam_u, lu_l = _alloc(t_steps, True, b, n, opts=opts)
-    lam_a, la_l = _alloc(t_steps, True, b, n, s, opts=opts)
-    lam_s, ls_l = _alloc(t_steps, keep_s_v, b, n, opts=opts)
-    lam_v, lv_l = _alloc(t_steps, keep_s_v, b, n, opts=opts)
+    lam_s, ls_l = _alloc(t_steps, keep_s, b, n, opts=opts)
+    lv = torch.empty(b, n, **opts)
     lam_i, li_l = _alloc(t_steps, keep_i, b, n, s, opts=opts)
+    lam_a, la_l = _alloc(t_steps, not keep_i, b, n, s, opts=opts)
     lu_col = lam_u.unsqueeze(-1).unbind(0)
-    la_flat = lam_a.view(t_steps, b, n * s).unbind(0)
     su_l = ds_du.unbind(0)
     g_spikes, g_vmem, g_isyn, g_irec = grads_in
-    gs_l = g_spikes.unbind(0) if g_spikes is not None else None
-    gv_l = g_vmem.unbind(0) if g_vmem is not None else None
-    gi_l = g_isyn.unbind(0) if g_isyn is not None else None
-    gr_l = g_irec.view(t_steps, b, n * s).unbind(0) if g_irec is not None else None
+    gs_l = g_spikes.unbind(1) if g_spikes is not None else None
+    gv_l = g_vmem.unbind(1) if g_vmem is not None else None
+    gi_l = g_isyn.unbind(1) if g_isyn is not None else None
+    gr_l = g_irec.reshape(b, t_steps, n * s).unbind(1) if g_irec is not None else None
     neg_thr = -thr
     w_t = w_rec.t() if w_rec is not None else None
     srec = torch.empty(b, n, **opts) if w_rec is not None else None
@@ -580,7 +624,7 @@ def _reverse_loop(
     la_next = torch.zeros(b, n, s, **opts)
     base = gs_l[-1] if gs_l is not None else None  # dL/ds_t from outside the step t
     for t in range(t_steps - 1, -1, -1):
-        lv, ls, lu, li, la = lv_l[t], ls_l[t], lu_l[t], li_l[t], la_l[t]
+        ls, lu, li, la = ls_l[t], lu_l[t], li_l[t], la_l[t]
         if gv_l is None:
             torch.mul(lu_next, alpha, out=lv)
         else:
@@ -593,10 +637,11 @@ def _reverse_loop(
         torch.add(la_next, lu_col[t], out=li)
         if gi_l is not None:
             li.add_(gi_l[t])
-        torch.mul(li, beta, out=la)
+        torch.mul(li, beta, out=la)  # (la may be la_next's buffer: li no longer needs it)
         g_prev = gs_l[t - 1] if gs_l is not None and t > 0 else None
         if w_rec is not None:
-            lr = la_flat[t] if lrec is None else torch.add(la_flat[t], gr_l[t], out=lrec)
+            la_flat = la.view(b, n * s)
+            lr = la_flat if lrec is None else torch.add(la_flat, gr_l[t], out=lrec)
             if g_prev is None:
                 torch.mm(lr, w_t, out=srec)
             else:
@@ -605,38 +650,83 @@ def _reverse_loop(
         else:
             base = g_prev
         lu_next, la_next = lu, la
-    return _Adjoints(lam_u, lam_a, lam_s, lam_v, lam_i, srec)
+    return _Adjoints(
+        lam_u, None if keep_i else lam_a, lam_s if keep_s else None, lam_i if keep_i else None, srec
+    )
 
 
-def _input_grads(need, adj: _Adjoints, saved, ds_dthr, g_irec) -> tuple[Tensor | None, ...]:
-    """Gradients of the inputs: batched sums of the time-major adjoints over time and batch."""
-    u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec = saved
-    t_steps, b, n, s = adj.a.shape
+def _input_grads(
+    need, adj: _Adjoints, saved, grads_in: _GradsIn, cfg: LIFConfig
+) -> tuple[Tensor | None, ...]:
+    """Gradients of the inputs: sums of the time-major adjoints over time and batch, formed
+    time chunk by time chunk (no temporary of the whole sequence's size)."""
+    u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec = saved  # spikes: (T, B, N) view
+    lam_u = adj.u
+    t_steps, b, n = lam_u.shape
+    chunks = _time_chunks(t_steps, adj.u[0].numel() * beta.shape[-1])
     grads: list[Tensor | None] = [None] * 12
+    if need[5]:  # ∂L/∂β = Σ λi a, before λi becomes λa
+        acc = torch.zeros_like(beta)
+        for t0, t1 in chunks:
+            acc = acc + (adj.i[t0:t1] * a[t0:t1]).sum((0, 1))
+        grads[5] = acc
+    lam_a = adj.a if adj.i is None else adj.i.mul_(beta)
     if need[0]:
-        grads[0] = adj.a.transpose(0, 1)
+        grads[0] = lam_a.transpose(0, 1)
     if need[1]:
-        grads[1] = adj.u[0] * alpha
+        grads[1] = lam_u[0] * alpha
     if need[2]:
-        grads[2] = adj.a[0].clone()
+        grads[2] = lam_a[0].clone()
     if need[3] and adj.spikes0 is not None:
         grads[3] = adj.spikes0.clone()
-    if need[4]:
-        v_prev = torch.addcmul(u[:-1], spikes[:-1], thr, value=-1.0)
-        grads[4] = (adj.u[1:] * v_prev).sum((0, 1)) + (adj.u[0] * vmem0).sum(0)
-    if need[5]:
-        grads[5] = (adj.i * a).sum((0, 1))
+    if need[4]:  # ∂L/∂α = Σ λu_t v_{t-1}
+        acc = (lam_u[0] * vmem0).sum(0)
+        for t0, t1 in chunks:
+            lo = max(t0, 1)
+            if lo < t1:
+                v_prev = torch.addcmul(u[lo - 1 : t1 - 1], spikes[lo - 1 : t1 - 1], thr, value=-1.0)
+                acc = acc + (lam_u[lo:t1] * v_prev).sum((0, 1))
+        grads[4] = acc
     if need[6]:
-        grads[6] = adj.u.sum((0, 1))
-    if need[7]:
-        grads[7] = (adj.s * ds_dthr - adj.v * spikes).sum((0, 1))
-    if need[8]:
-        lam_r = adj.a if g_irec is None else adj.a + g_irec
-        s_prev = torch.cat((spikes0.unsqueeze(0), spikes[:-1]), 0).reshape(t_steps * b, n)
-        grads[8] = s_prev.t() @ lam_r.reshape(t_steps * b, n * s)
+        grads[6] = lam_u.sum((0, 1))
+    if need[7]:  # ∂L/∂θ = Σ (σ_θ λs - s λv),  λv_t = g^v_t + α λu_{t+1}
+        acc = torch.zeros_like(thr)
+        for t0, t1 in chunks:
+            acc = acc + _threshold_grad(t0, t1, adj, u, spikes, alpha, thr, grads_in.vmem, cfg)
+        grads[7] = acc
+    if need[8]:  # ∂L/∂W_rec = Σ s_{t-1}ᵀ λr_t
+        g_irec = grads_in.irec
+        acc = torch.zeros_like(w_rec)
+        for t0, t1 in chunks:
+            lam_r = lam_a[t0:t1].reshape(-1, w_rec.shape[1])
+            if g_irec is not None:
+                g_r = g_irec.reshape(b, t_steps, -1)[:, t0:t1].transpose(0, 1)
+                lam_r = lam_r + g_r.reshape(lam_r.shape)
+            prev = spikes[max(t0, 1) - 1 : t1 - 1]
+            if t0 == 0:
+                prev = torch.cat((spikes0.unsqueeze(0), prev), 0)
+            acc.addmm_(prev.reshape(-1, n).t(), lam_r)
+        grads[8] = acc
     if need[9]:
-        grads[9] = adj.u.transpose(0, 1)
+        grads[9] = lam_u.transpose(0, 1)
     return tuple(grads)
+
+
+def _threshold_grad(t0, t1, adj: _Adjoints, u, spikes, alpha, thr, g_vmem, cfg) -> Tensor:
+    """``Σ (σ_θ λs - s λv)`` over the steps ``t0 … t1-1`` (``λv`` formed again from ``λu``)."""
+    lam_u = adj.u
+    t_steps = lam_u.shape[0]
+    lu_next = lam_u[t0 + 1 : t1 + 1]
+    if t1 == t_steps:  # λu_T = 0
+        lu_next = torch.cat((lu_next, torch.zeros_like(lam_u[:1])), 0)
+    if g_vmem is None:
+        lam_v = lu_next * alpha
+    else:
+        lam_v = torch.addcmul(g_vmem[:, t0:t1].transpose(0, 1), alpha, lu_next)
+    ds_dthr = SURROGATE_GRADS[cfg.surrogate](
+        u[t0:t1], thr, cfg.learning_window, cfg.max_spikes_per_dt
+    )[1]
+    return (adj.s[t0:t1] * ds_dthr - lam_v * spikes[t0:t1]).sum((0, 1))
 
 
 def lif_scan(
