@@ -54,7 +54,7 @@ from snnqat._threads import run_pieces, split
 
 __all__ = ["DataRange", "Grid", "fused_available", "round_onto_grid"]
 
-MIN_CHUNK = 1 << 15
+MIN_CHUNK = 1 << 18
 """Elements per thread below which the compiled loops run on the calling thread only."""
 
 Scalar = Any
