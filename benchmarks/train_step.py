@@ -448,6 +448,11 @@ def main(argv: list[str] | None = None) -> None:
         help="call snnqat.utilities.reuse_freed_memory() first (glibc keeps freed memory; "
         "applies to every entry of the run alike)",
     )
+    parser.add_argument(
+        "--no-cuda-graphs",
+        action="store_true",
+        help="on a GPU, launch the LIF loops' kernels step by step (LIFTorch.cuda_graphs=False)",
+    )
     parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._memory:
@@ -455,6 +460,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     global DEVICE
     DEVICE = torch.device(args.device)
+    if args.no_cuda_graphs:
+        from snnqat.nn.modules import LIFTorch
+
+        LIFTorch.cuda_graphs = False
     reused = False
     if args.reuse_freed_memory:
         from snnqat.utilities import reuse_freed_memory
@@ -464,7 +473,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.sizes, args.repeats, args.no_memory = ["tiny"], 2, True
     rows = run(args.sizes, args.peers, args.repeats, args.variants, memory=not args.no_memory)
-    print(header(torch.get_num_threads()) + (", freed memory reused" if reused else ""))
+    graphs = ", CUDA graphs off" if args.no_cuda_graphs and DEVICE.type == "cuda" else ""
+    print(header(torch.get_num_threads()) + (", freed memory reused" if reused else "") + graphs)
     print()
     print(table(rows))
     if args.csv:

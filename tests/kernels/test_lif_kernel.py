@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -382,3 +383,57 @@ def test_exp_syn_hand_computed_and_errors():
 def test_public_names():
     for name in kernels.__all__:
         assert getattr(kernels, name) is not None
+
+
+# --------------------------------------------------------------------------- torch backend
+@pytest.mark.parametrize("record", [False, True], ids=["norec", "record"])
+@pytest.mark.parametrize("s", [1, 2], ids=lambda v: f"S{v}")
+@pytest.mark.parametrize("rec", [False, True], ids=["ff", "rec"])
+def test_torch_backend_sums_in_time_chunks(rec, s, record, monkeypatch):
+    """The parameter sums after the reverse loop, split into many uneven time chunks, give
+    the reference's gradients (every trace's gradient reaches the loss when recording)."""
+    lif_module = importlib.import_module("snnqat.kernels.lif")
+    p = make_inputs(3, 23, 4, s, rec=rec, noise=True, seed=11 + s)
+    monkeypatch.setattr(lif_module, "_CHUNK_ELEMENTS", 3 * 4 * s * 5)  # 5 steps per chunk
+    monkeypatch.setattr(lif_module, "_MAX_CHUNKS", 100)
+    assert lif_module._time_chunks(23, 3 * 4 * s) == [(0, 5), (5, 10), (10, 15), (15, 20), (20, 23)]
+    cfg = LIFConfig(max_spikes_per_dt=3.0, backend="torch")
+    res, ref, g_res, g_ref = run_both(p, cfg, record, {"max_spikes": 3.0})
+    assert torch.equal(res.spikes, ref["spikes"])
+    assert set(g_res) == set(INPUTS) - (set() if rec else {"w_rec"})
+    assert_grads_close(g_res, g_ref)
+
+
+def _peak_bytes(fn) -> int:
+    """Peak of the live CPU tensor bytes that ``fn`` allocates (torch profiler records)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]"
+    )
+    total = peak = 0
+    for _, nbytes in events:
+        total += nbytes
+        peak = max(peak, total)
+    return peak
+
+
+def test_torch_backend_backward_keeps_three_adjoints_per_step(monkeypatch):
+    """The backward pass of the torch loops holds the surrogate derivative and three per-step
+    adjoints of the sequence's size (λu, λs, λi -> λa) and then small time chunks: about
+    4 "units" of ``B·T·N`` values (it held 12 before the chunked sums). The chunks are set to
+    32 steps here (8 chunks); by default they hold 2^20 values."""
+    lif_module = importlib.import_module("snnqat.kernels.lif")
+    b, t, n = 16, 256, 64
+    monkeypatch.setattr(lif_module, "_CHUNK_ELEMENTS", b * n * 32)
+    p = make_inputs(b, t, n, 1, rec=False, noise=False, dtype=torch.float32)
+    res = lif_scan(**p, config=LIFConfig(max_spikes_per_dt=3.0, backend="torch"))
+    g = torch.randn(b, t, n)
+    unit = b * t * n * 4
+    peak = _peak_bytes(lambda: res.spikes.backward(g))
+    assert 3 * unit < peak <= 4.25 * unit, peak / unit
+    assert p["threshold"].grad is not None and p["beta"].grad is not None

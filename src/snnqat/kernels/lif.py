@@ -46,6 +46,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from snnqat.kernels import _graphs
 from snnqat.kernels.surrogates import (
     DEFAULT_LEARNING_WINDOW,
     DEFAULT_MAX_SPIKES_PER_DT,
@@ -155,6 +156,9 @@ class LIFConfig:
         surrogate: ``"step_pwl"`` or ``"periodic_exponential"``.
         integer: Hardware integer forward semantics, or ``None`` for float dynamics.
         backend: ``"auto"``, ``"torch"`` or ``"numba"`` (see :data:`BACKENDS`).
+        cuda_graphs: Run the pure-torch float loops on a GPU as replayed CUDA graphs (one
+            launch per call instead of one per operation and step; see
+            :mod:`snnqat.kernels._graphs` for the memory it keeps).
 
     Example:
         >>> LIFConfig(max_spikes_per_dt=31).max_spikes_per_dt
@@ -170,6 +174,7 @@ class LIFConfig:
     surrogate: str = "step_pwl"
     integer: IntegerSemantics | None = None
     backend: str = "auto"
+    cuda_graphs: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_spikes_per_dt", float(self.max_spikes_per_dt))
@@ -186,6 +191,10 @@ class LIFConfig:
         if not self.max_spikes_per_dt > 0:
             raise ValueError(
                 f"LIFConfig.max_spikes_per_dt: expected > 0, got {self.max_spikes_per_dt}."
+            )
+        if not isinstance(self.cuda_graphs, bool):
+            raise TypeError(
+                f"LIFConfig.cuda_graphs: expected a bool, got {type(self.cuda_graphs).__name__}."
             )
 
 
@@ -395,31 +404,22 @@ class _LIFScan(torch.autograd.Function):
             args = (x, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, noise)
             keep_a = beta.requires_grad
             return _numba_module().forward(*args, config.max_spikes_per_dt, record, keep_a)
-        b, t_steps, n, s = x.shape
-        opts = {"dtype": x.dtype, "device": x.device}
         keep_a = beta.requires_grad
-        # The inputs are read through per-step (strided) views; the loop writes into contiguous
-        # time-major buffers (``out=`` into strided views stops torch.compile's tracing).
-        spikes, s_l = _alloc(t_steps, True, b, n, opts=opts)
-        u, u_l = _alloc(t_steps, True, b, n, opts=opts)
-        vmem, v_l = _alloc(t_steps, record, b, n, opts=opts)
-        a, a_l = _alloc(t_steps, keep_a, b, n, s, opts=opts)
-        isyn, i_l = _alloc(t_steps, record, b, n, s, opts=opts)
-        irec, rec_l = None, None
-        if record and w_rec is not None:
-            irec, rec_l = _alloc(t_steps, True, b, n * s, opts=opts)
-        noise_l = None if noise is None else noise.unbind(1)
-        steps = _Steps(x.unbind(1), noise_l, a_l, i_l, u_l, s_l, v_l, rec_l)
-        thr = threshold.clamp_min(MIN_THRESHOLD)
-        loop = _integer_forward if config.integer is not None else _float_forward
-        loop(steps, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, config)
-
-        last = (v_l[-1].clone(), i_l[-1].clone(), s_l[-1].clone())
+        args = (x, vmem0, isyn0, spikes0, alpha, beta, bias, threshold, w_rec, noise)
+        if _graphed(config, x):
+            key = ("forward", _structure(args), config, record, keep_a)
+            run = functools.partial(_torch_forward, config=config, record=record, keep_a=keep_a)
+            out, graphed = _graphs.run_graphed(key, run, args)
+        else:
+            out, graphed = _torch_forward(*args, config, record, keep_a), False
+        spikes, u, a, vmem, isyn, irec, *last = out
+        b, t_steps, n, s = x.shape
         if irec is not None:
             irec = irec.view(t_steps, b, n, s)
         traces = tuple(_swap_tb(tr) for tr in (vmem, isyn, irec)) if record else (None,) * 3
-        spikes = _swap_tb(spikes)
-        return (spikes, *traces, *last, u, a if keep_a else None)
+        if graphed:  # the graph's buffers: what is kept must be copied out
+            u, a = u.clone(), None if a is None else a.clone()
+        return (_swap_tb(spikes), *traces, *(t.clone() for t in last), u, a)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
@@ -433,7 +433,6 @@ class _LIFScan(torch.autograd.Function):
         extra = (x if a is None else None, inputs[9], inputs[6]) if ctx.numba else ()
         ctx.save_for_backward(u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra)
         ctx.config = config
-        ctx.shape = tuple(x.shape)
 
     @staticmethod
     @once_differentiable
@@ -447,14 +446,68 @@ class _LIFScan(torch.autograd.Function):
             return _numba_module().backward(
                 saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt
             )
-        ds_du = _surrogate_du(u, thr, cfg)
-        grads_in = _GradsIn(g_spikes, g_vmem, g_isyn, g_irec)
-        adj = _reverse_loop(
-            ctx.shape, ds_du, thr, alpha, beta, w_rec, grads_in, keep_s=need[7], keep_i=need[5]
-        )
-        del ds_du
-        saved = (u, spikes.transpose(0, 1), a, vmem0, spikes0, alpha, beta, thr, w_rec)
-        return _input_grads(need, adj, saved, grads_in, cfg)
+        args = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec)
+        args += (g_spikes, g_vmem, g_isyn, g_irec)
+        if _graphed(cfg, u):
+            key = ("backward", _structure(args), cfg, tuple(need))
+            run = functools.partial(_torch_backward, need=tuple(need), cfg=cfg)
+            grads, graphed = _graphs.run_graphed(key, run, args)
+            if graphed:  # the graph's buffers
+                return tuple(None if g is None else g.clone() for g in grads)
+            return grads
+        return _torch_backward(*args, tuple(need), cfg)
+
+
+def _graphed(config: LIFConfig, x: Tensor) -> bool:
+    """Whether the torch loops of this call run as a replayed CUDA graph."""
+    return config.cuda_graphs and config.integer is None and _graphs.graphs_supported(x)
+
+
+def _structure(tensors: tuple[Tensor | None, ...]) -> tuple:
+    """What of the tensors decides the kernels launched: shapes, dtypes, devices (or None)."""
+    return tuple(None if t is None else (t.shape, t.dtype, t.device) for t in tensors)
+
+
+def _torch_forward(
+    x, vmem0, isyn0, spikes0, alpha, beta, bias, threshold, w_rec, noise, config, record, keep_a
+):
+    """The pure-torch forward loop; returns the time-major buffers ``(spikes, u, a, vmem,
+    isyn, irec)`` (``a`` and the traces ``None`` where not kept) and the last states' views."""
+    b, t_steps, n, s = x.shape
+    opts = {"dtype": x.dtype, "device": x.device}
+    # The inputs are read through per-step (strided) views; the loop writes into contiguous
+    # time-major buffers (``out=`` into strided views stops torch.compile's tracing).
+    spikes, s_l = _alloc(t_steps, True, b, n, opts=opts)
+    u, u_l = _alloc(t_steps, True, b, n, opts=opts)
+    vmem, v_l = _alloc(t_steps, record, b, n, opts=opts)
+    a, a_l = _alloc(t_steps, keep_a, b, n, s, opts=opts)
+    isyn, i_l = _alloc(t_steps, record, b, n, s, opts=opts)
+    irec, rec_l = None, None
+    if record and w_rec is not None:
+        irec, rec_l = _alloc(t_steps, True, b, n * s, opts=opts)
+    noise_l = None if noise is None else noise.unbind(1)
+    steps = _Steps(x.unbind(1), noise_l, a_l, i_l, u_l, s_l, v_l, rec_l)
+    thr = threshold.clamp_min(MIN_THRESHOLD)
+    loop = _integer_forward if config.integer is not None else _float_forward
+    loop(steps, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, config)
+    kept = (a if keep_a else None, *((vmem, isyn, irec) if record else (None,) * 3))
+    return (spikes, u, *kept, v_l[-1], i_l[-1], s_l[-1])
+
+
+def _torch_backward(
+    u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec, g_spikes, g_vmem, g_isyn, g_irec,
+    need, cfg,
+):  # fmt: skip
+    """The pure-torch backward pass: the reverse loop, then the input gradients."""
+    ds_du = _surrogate_du(u, thr, cfg)
+    grads_in = _GradsIn(g_spikes, g_vmem, g_isyn, g_irec)
+    shape = (spikes.shape[0], spikes.shape[1], *beta.shape)
+    adj = _reverse_loop(
+        shape, ds_du, thr, alpha, beta, w_rec, grads_in, keep_s=need[7], keep_i=need[5]
+    )
+    del ds_du
+    saved = (u, spikes.transpose(0, 1), a, vmem0, spikes0, alpha, beta, thr, w_rec)
+    return _input_grads(need, adj, saved, grads_in, cfg)
 
 
 def _surrogate_du(u: Tensor, thr: Tensor, cfg: LIFConfig) -> Tensor:

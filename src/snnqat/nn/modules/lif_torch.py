@@ -87,6 +87,11 @@ class LIFTorch(TorchModule):
         weight_init_func: initialiser for ``w_rec``.
         dt: the time step in seconds.
 
+    Attributes:
+        cuda_graphs: on a GPU, run the layer's float time loops as replayed CUDA graphs
+            (:attr:`snnqat.kernels.LIFConfig.cuda_graphs`); ``True`` by default, set it to
+            ``False`` on an instance (or on the class) to launch every step's kernels instead.
+
     Raises:
         ValueError: malformed shape (incl. ``Nin % Nout != 0``), unknown ``leak_mode``, a leak
             argument of another mode, ``w_rec`` without ``has_rec``, non-positive threshold,
@@ -100,6 +105,8 @@ class LIFTorch(TorchModule):
         >>> round(rec["vmem"][0, 1, 0].item(), 4)  # e^-0.05 e^-0.1 + e^-0.2
         1.6794
     """
+
+    cuda_graphs: bool = True
 
     def __init__(
         self,
@@ -247,6 +254,7 @@ class LIFTorch(TorchModule):
             learning_window=float(self.learning_window),
             surrogate=self._surrogate,
             integer=integer,
+            cuda_graphs=bool(self.cuda_graphs),
         )
 
     def _hardware_leak(self, hw: HardwareOptions) -> tuple:

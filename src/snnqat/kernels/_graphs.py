@@ -1,0 +1,146 @@
+"""Replaying the pure-torch LIF loops as CUDA graphs.
+
+On a GPU the time loops of :mod:`snnqat.kernels.lif` are bound by kernel launches: about 11
+small kernels per step forward and 6 backward, each costing more to launch than to run. A
+CUDA graph records the kernels of one call once and replays them with one launch.
+
+:func:`run_graphed` keeps, per *structure* of a call (shapes, dtypes, which inputs are
+``None``, the static configuration), a captured graph with its own input buffers: a later call
+of the same structure copies its inputs into those buffers and replays the graph. Its outputs
+are the graph's own buffers, overwritten by the next replay of the same structure, so the
+caller copies out what it keeps. The loops take no data-dependent branch and make no
+host-device synchronisation, which is what replaying them requires.
+
+Memory: every structure keeps its buffers (inputs, outputs, the graph's intermediate tensors)
+for the life of the process, up to :data:`MAX_GRAPHS` structures (the least recently used are
+dropped). For a network whose layers share shapes, that is a few tensors of the size of one
+layer's sequence per distinct layer shape.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["MAX_GRAPHS", "clear", "graphs_supported", "run_graphed"]
+
+MAX_GRAPHS = 16
+"""Captured structures kept at most (least recently used dropped first)."""
+
+_CACHE: OrderedDict[Hashable, _Replay] = OrderedDict()
+_FAILED: set[Hashable] = set()
+
+
+def graphs_supported(x: Tensor) -> bool:
+    """Whether a call on ``x`` can be captured: a CUDA tensor, outside ``torch.compile`` and
+    outside another capture."""
+    if x.device.type not in _DEVICES or torch.compiler.is_compiling():
+        return False
+    return not (x.is_cuda and torch.cuda.is_current_stream_capturing())
+
+
+def clear() -> None:
+    """Drop every captured graph and its buffers."""
+    _CACHE.clear()
+    _FAILED.clear()
+
+
+class _Replay:
+    """One captured structure: static inputs, the graph and its static outputs."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Tensor | None, ...]) -> None:
+        self.fn = fn
+        self.static = tuple(None if a is None else a.detach().clone() for a in args)
+        self.outputs = self._capture()
+
+    def _capture(self) -> Any:
+        device = next(a.device for a in self.static if a is not None)
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):  # warm-up outside the capture (library handles)
+            self.fn(*self.static)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+            return self.fn(*self.static)
+
+    def _replay(self) -> None:
+        self.graph.replay()
+
+    def __call__(self, args: tuple[Tensor | None, ...]) -> Any:
+        for static, arg in zip(self.static, args):
+            if static is not None:
+                static.copy_(arg)
+        self._replay()
+        return self.outputs
+
+
+class _EagerReplay(_Replay):
+    """What a replay does, without a GPU (for the tests): ``fn`` runs again on the static
+    inputs and its results are copied into the outputs of the first run."""
+
+    def _capture(self) -> Any:
+        return self.fn(*self.static)
+
+    def _replay(self) -> None:
+        fresh = self.fn(*self.static)
+        flat_out, flat_fresh = _flatten(self.outputs), _flatten(fresh)
+        for out, new in zip(flat_out, flat_fresh, strict=True):
+            out.copy_(new)
+
+
+def _flatten(tree: Any) -> list[Tensor]:
+    if isinstance(tree, Tensor):
+        return [tree]
+    if isinstance(tree, (tuple, list)):
+        return [t for item in tree for t in _flatten(item)]
+    return []
+
+
+_DEVICES = ("cuda",)
+_REPLAY = _Replay
+
+
+def run_graphed(
+    key: Hashable, fn: Callable[..., Any], args: tuple[Tensor | None, ...]
+) -> tuple[Any, bool]:
+    """``fn(*args)`` through the captured graph of ``key`` (captured on first use).
+
+    Args:
+        key: Everything that decides which kernels ``fn`` launches: shapes, dtypes, devices,
+            the ``None`` pattern of ``args`` and the static configuration.
+        fn: Runs the computation on its tensor arguments and returns its output tensors; it
+            must allocate nothing outside them and take no data-dependent branch.
+        args: The tensor arguments (``None`` passes through).
+
+    Returns:
+        ``(outputs, graphed)``: with ``graphed`` true the outputs are the graph's buffers
+        (valid until the next call of the same key); if the capture failed, ``fn`` ran
+        eagerly (and will for this key from now on) and the outputs are its own.
+    """
+    if key in _FAILED:
+        return fn(*args), False
+    replay = _CACHE.get(key)
+    if replay is None:
+        try:
+            replay = _REPLAY(fn, args)
+        except RuntimeError as err:
+            _FAILED.add(key)
+            warnings.warn(
+                f"snnqat: capturing the LIF loops as a CUDA graph failed ({err}); they run "
+                "eagerly for this shape from now on (LIFConfig(cuda_graphs=False) skips it).",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return fn(*args), False
+        _CACHE[key] = replay
+        while len(_CACHE) > MAX_GRAPHS:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return replay(args), True
