@@ -11,10 +11,11 @@ are the graph's own buffers, overwritten by the next replay of the same structur
 caller copies out what it keeps. The loops take no data-dependent branch and make no
 host-device synchronisation, which is what replaying them requires.
 
-Memory: every structure keeps its buffers (inputs, outputs, the graph's intermediate tensors)
-for the life of the process, up to :data:`MAX_GRAPHS` structures (the least recently used are
-dropped). For a network whose layers share shapes, that is a few tensors of the size of one
-layer's sequence per distinct layer shape.
+Memory: every structure keeps its input and output buffers for the life of the process, up to
+:data:`MAX_GRAPHS` structures (the least recently used are dropped). The graphs' intermediate
+tensors live in one memory pool per device, shared by all graphs: a replay may overwrite what
+another graph left there, which is safe because every call copies out what it keeps before the
+next replay.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ MAX_GRAPHS = 16
 
 _CACHE: OrderedDict[Hashable, _Replay] = OrderedDict()
 _FAILED: set[Hashable] = set()
+_POOLS: dict[torch.device, Any] = {}
 
 
 def graphs_supported(x: Tensor) -> bool:
@@ -48,6 +50,7 @@ def clear() -> None:
     """Drop every captured graph and its buffers."""
     _CACHE.clear()
     _FAILED.clear()
+    _POOLS.clear()
 
 
 class _Replay:
@@ -66,7 +69,8 @@ class _Replay:
             self.fn(*self.static)
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
+        pool = _POOLS.setdefault(device, torch.cuda.graph_pool_handle())
+        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
             return self.fn(*self.static)
 
     def _replay(self) -> None:
