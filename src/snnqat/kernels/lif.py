@@ -74,7 +74,8 @@ installed, the tensors are float32/float64 on the CPU, the float mode is used
 otherwise. ``"numba"`` requires those conditions; ``"torch"`` always runs the pure-torch
 loops. The numba loops flush subnormal floats to zero (a state below ``1.2e-38`` in float32
 becomes 0, where the torch loops keep it): slow leaks reach that range, where the CPU's
-arithmetic is tens of times slower.
+arithmetic is tens of times slower. On a GPU the torch loops of the float mode run as replayed
+CUDA graphs unless :attr:`LIFConfig.cuda_graphs` is false (see :mod:`snnqat.kernels._graphs`).
 """
 
 MIN_THRESHOLD = 1e-6
