@@ -39,6 +39,7 @@ from snnqat.kernels import (
     exp_syn_scan,
     lif_scan,
 )
+from snnqat.kernels import _graphs as graphs
 from snnqat.nn.combinators import Residual, Sequential
 from snnqat.nn.modules import ExpSynTorch, LIFTorch, LinearTorch
 
@@ -260,6 +261,36 @@ def test_lif_scan_float_matches_cpu(device, rec, s, record, surrogate, max_spike
     assert (spikes > 0).float().mean() > 0.2, "the case makes too few spikes to test anything"
     assert (spikes >= 2).any(), "the case makes no multi-spikes"
     assert max_spikes > 3 or (spikes == max_spikes).any(), "the spike cap is never reached"
+
+
+@pytest.mark.parametrize("record", [False, True], ids=["norec", "record"])
+@pytest.mark.parametrize("rec", [False, True], ids=["ff", "rec"])
+def test_cuda_graph_replays_equal_launched_kernels(device, rec, record):
+    """On a GPU the float loops run as replayed CUDA graphs from the second call of a call
+    structure on: three calls of one structure with different data, each equal (bitwise) to
+    the same call with the graphs off, and each equal to the CPU."""
+    graphs.clear()
+    gen = torch.Generator().manual_seed(7)
+    weights = {k: torch.randn(shape, generator=gen, dtype=F64) for k, shape in (
+        ("spikes", (3, 12, 5)), ("vmem", (3, 12, 5)), ("isyn", (3, 12, 5, 2)),
+        ("irec", (3, 12, 5, 2)))}  # fmt: skip
+    on, off = LIFConfig(max_spikes_per_dt=3.0), LIFConfig(max_spikes_per_dt=3.0, cuda_graphs=False)
+    for seed in range(3):
+        p = kernel_inputs(3, 12, 5, 2, rec=rec, noise=True, seed=seed)
+        names = [k for k in KERNEL_INPUTS if p.get(k) is not None]
+        res_on, g_on = run_scan(p, device, on, record, names, weights)
+        res_off, g_off = run_scan(p, device, off, record, names, weights)
+        res_cpu, _ = run_scan(p, CPU, LIFConfig(max_spikes_per_dt=3.0), record, names, weights)
+        assert torch.equal(res_on.spikes.cpu(), res_cpu.spikes)
+        for k in (*TRACES, "vmem_last", "isyn_last", "spikes_last"):
+            a, b = getattr(res_on, k), getattr(res_off, k)
+            assert (a is None) == (b is None), k
+            assert a is None or torch.equal(a, b), f"call {seed}: {k}"
+        for k in names:
+            assert (g_on[k] is None) == (g_off[k] is None), k
+            assert g_on[k] is None or torch.equal(g_on[k], g_off[k]), f"call {seed}: grad {k}"
+    if device.type == "cuda":  # forward and backward captured (at the second call)
+        assert {key[0] for key in graphs._CACHE} == {"forward", "backward"}
 
 
 def test_lif_scan_float32_matches_cpu(device):

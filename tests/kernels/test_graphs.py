@@ -66,12 +66,14 @@ GRAPHED = LIFConfig(max_spikes_per_dt=3.0, backend="torch")
 def test_replayed_calls_equal_eager_calls(eager_graphs, rec, s, record):
     """Three calls of one structure with different inputs: each result is that call's own
     (bitwise the eager one), though all three ran through one graph's buffers."""
-    for seed in (1, 2, 3):
+    for seed in (1, 2, 3, 4, 5):
         p = make_inputs(3, 9, 4, s, rec=rec, noise=seed != 2, seed=seed)
         assert_same(run(p, GRAPHED, record), run(p, EAGER, record))
+    # forward and backward with noise (seen four times: captured at the second);
+    # without noise the structures came once: not captured
     keys = list(graphs._CACHE)
-    # forward and backward, with and without noise: four structures
-    assert len(keys) == 4 and {k[0] for k in keys} == {"forward", "backward"}
+    assert len(keys) == 2 and {k[0] for k in keys} == {"forward", "backward"}
+    assert len(graphs._SEEN) == 4
 
 
 def test_interleaved_layers_of_one_shape_keep_their_own_saved_tensors(eager_graphs):
@@ -79,6 +81,7 @@ def test_interleaved_layers_of_one_shape_keep_their_own_saved_tensors(eager_grap
     graph's buffers before the first layer's backward pass, which must not see that."""
     p1, p2 = make_inputs(2, 7, 3, 1, seed=11), make_inputs(2, 7, 3, 1, seed=12)
     want = [run(p, EAGER, False) for p in (p1, p2)]
+    run(p1, GRAPHED, False)  # first sighting of both structures
     r1 = lif_scan(**p1, config=GRAPHED)
     r2 = lif_scan(**p2, config=GRAPHED)
     g = torch.Generator().manual_seed(5)
@@ -96,8 +99,17 @@ def test_interleaved_layers_of_one_shape_keep_their_own_saved_tensors(eager_grap
 def test_graph_cache_is_bounded(eager_graphs, monkeypatch):
     monkeypatch.setattr(graphs, "MAX_GRAPHS", 2)
     for t in (3, 4, 5):
-        lif_scan(**make_inputs(1, t, 2, 1, grad=False), config=GRAPHED)
+        for _ in range(2):
+            lif_scan(**make_inputs(1, t, 2, 1, grad=False), config=GRAPHED)
     assert [k[1][0][0][1] for k in graphs._CACHE] == [4, 5]  # the shape of x: (B, T, N, S)
+
+
+def test_a_structure_seen_once_is_not_captured(eager_graphs):
+    p = make_inputs(2, 6, 3, 1, grad=False)
+    lif_scan(**p, config=GRAPHED)
+    assert not graphs._CACHE and len(graphs._SEEN) == 1
+    lif_scan(**p, config=GRAPHED)
+    assert len(graphs._CACHE) == 1
 
 
 def test_graphs_are_not_used_on_the_cpu_or_in_integer_mode():
@@ -113,6 +125,7 @@ def test_failed_capture_warns_and_runs_eagerly(eager_graphs, monkeypatch):
 
     monkeypatch.setattr(graphs, "_REPLAY", Broken)
     p = make_inputs(2, 5, 3, 1, seed=4)
+    run(p, GRAPHED, True)  # first sighting: eager, no capture tried
     with pytest.warns(RuntimeWarning, match="CUDA graph failed .*not permitted.*eagerly"):
         got = run(p, GRAPHED, True)
     assert_same(got, run(p, EAGER, True))

@@ -34,6 +34,7 @@ MAX_GRAPHS = 16
 """Captured structures kept at most (least recently used dropped first)."""
 
 _CACHE: OrderedDict[Hashable, _Replay] = OrderedDict()
+_SEEN: OrderedDict[Hashable, None] = OrderedDict()
 _FAILED: set[Hashable] = set()
 _POOLS: dict[torch.device, Any] = {}
 
@@ -49,6 +50,7 @@ def graphs_supported(x: Tensor) -> bool:
 def clear() -> None:
     """Drop every captured graph and its buffers."""
     _CACHE.clear()
+    _SEEN.clear()
     _FAILED.clear()
     _POOLS.clear()
 
@@ -117,19 +119,27 @@ def run_graphed(
 
     Args:
         key: Everything that decides which kernels ``fn`` launches: shapes, dtypes, devices,
-            the ``None`` pattern of ``args`` and the static configuration.
+            the ``None`` pattern of ``args`` and the static configuration. A key is captured
+            the second time it comes (the first call runs eagerly), so that a shape seen once
+            (the last, shorter batch of an epoch, say) costs no capture and no buffers.
         fn: Runs the computation on its tensor arguments and returns its output tensors; it
             must allocate nothing outside them and take no data-dependent branch.
         args: The tensor arguments (``None`` passes through).
 
     Returns:
         ``(outputs, graphed)``: with ``graphed`` true the outputs are the graph's buffers
-        (valid until the next call of the same key); if the capture failed, ``fn`` ran
-        eagerly (and will for this key from now on) and the outputs are its own.
+        (valid until the next call of the same key); else ``fn`` ran eagerly (first sighting
+        of the key, or its capture failed: then it runs eagerly from now on) and the outputs
+        are its own.
     """
     if key in _FAILED:
         return fn(*args), False
     replay = _CACHE.get(key)
+    if replay is None and key not in _SEEN:  # a structure is captured when it comes again
+        _SEEN[key] = None
+        while len(_SEEN) > 4 * MAX_GRAPHS:
+            _SEEN.popitem(last=False)
+        return fn(*args), False
     if replay is None:
         try:
             replay = _REPLAY(fn, args)
