@@ -29,3 +29,26 @@ def test_train_step_benchmark_smoke(tmp_path):
     }
     assert "torch.get_num_threads()" in proc.stdout
     assert out_csv.read_text().startswith("size,impl,variant,train_med")
+
+
+def test_transformed_variants_fire_as_the_plain_network(monkeypatch):
+    """The ``x plain`` ratios compare the transforms' cost: the ``param`` and ``param+act``
+    networks of the benchmark must do the same work as the plain one, i.e. fire alike (an
+    activity transform that rescaled the currents made one fire 2.4x as much)."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import train_step as ts
+
+    size = ts.SIZES["S"]
+    rates = {}
+    for variant in ("plain", "param", "param+act"):
+        torch.manual_seed(0)
+        x = (torch.rand(size["batch"], size["steps"], size["nin"]) < 0.3).float() * 2
+        net = ts.snnqat_net(size, variant)
+        with torch.no_grad():
+            _, _, rec = net.evolve(x, record=True)
+        rates[variant] = [rec[k].mean().item() for k in sorted(rec) if k.endswith("_output")]
+    for variant in ("param", "param+act"):
+        for got, want in zip(rates[variant], rates["plain"]):
+            assert abs(got - want) <= 0.05 * abs(want), (variant, rates)

@@ -135,3 +135,15 @@ def test_failed_capture_warns_and_runs_eagerly(eager_graphs, monkeypatch):
 def test_cuda_graphs_flag_is_validated():
     with pytest.raises(TypeError, match="cuda_graphs: expected a bool, got int"):
         LIFConfig(cuda_graphs=1)
+
+
+def test_release_cuda_graphs_drops_every_graph(eager_graphs):
+    from snnqat.kernels import release_cuda_graphs
+
+    p = make_inputs(2, 6, 3, 1, grad=False)
+    for _ in range(2):
+        lif_scan(**p, config=GRAPHED)
+    assert release_cuda_graphs() == 1
+    assert not graphs._CACHE and not graphs._SEEN and not graphs._POOLS
+    lif_scan(**p, config=GRAPHED)  # a first sighting again
+    assert not graphs._CACHE

@@ -8,8 +8,10 @@
 * :func:`bitshift_decay`: the hardware decay ``v - dec(v, dash)``.
 * :class:`HardwareOptions`, :func:`delivery_bounds`, :func:`delay_steps`: integer delivery of
   spikes through saturating synapses (hardware-faithful mode).
+* :func:`release_cuda_graphs`: free the GPU memory that the CUDA graphs of the LIF loops keep.
 """
 
+from snnqat.kernels._graphs import release_cuda_graphs
 from snnqat.kernels.integer import HardwareOptions, delay_steps, delivery_bounds
 from snnqat.kernels.lif import (
     MIN_THRESHOLD,
@@ -44,6 +46,7 @@ __all__ = [
     "exp_syn_scan",
     "lif_scan",
     "periodic_exponential_grads",
+    "release_cuda_graphs",
     "spike_count",
     "step_pwl_grads",
 ]

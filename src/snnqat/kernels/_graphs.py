@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["MAX_GRAPHS", "clear", "graphs_supported", "run_graphed"]
+__all__ = ["MAX_GRAPHS", "clear", "graphs_supported", "release_cuda_graphs", "run_graphed"]
 
 MAX_GRAPHS = 16
 """Captured structures kept at most (least recently used dropped first)."""
@@ -53,6 +53,27 @@ def clear() -> None:
     _SEEN.clear()
     _FAILED.clear()
     _POOLS.clear()
+
+
+def release_cuda_graphs() -> int:
+    """Drop the CUDA graphs of the LIF loops and the GPU memory they keep.
+
+    Each captured call structure keeps its input and output buffers (see this module's
+    docstring); after training, or before a phase that needs the memory, this frees them
+    (the caching allocator then holds the memory for reuse; ``torch.cuda.empty_cache()``
+    returns it to the driver). Later calls capture again when a structure comes twice.
+
+    Returns:
+        How many captured graphs were dropped.
+
+    Example:
+        >>> from snnqat.kernels import release_cuda_graphs
+        >>> release_cuda_graphs()  # nothing captured on a CPU
+        0
+    """
+    count = len(_CACHE)
+    clear()
+    return count
 
 
 class _Replay:
