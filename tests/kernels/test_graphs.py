@@ -147,3 +147,30 @@ def test_release_cuda_graphs_drops_every_graph(eager_graphs):
     assert not graphs._CACHE and not graphs._SEEN and not graphs._POOLS
     lif_scan(**p, config=GRAPHED)  # a first sighting again
     assert not graphs._CACHE
+
+
+def test_no_graphs_under_autocast(eager_graphs):
+    """A replay repeats the captured call's choices; under autocast (which picks the dtypes
+    of the loop's products) the loops run eagerly."""
+    p = make_inputs(2, 6, 3, 1, grad=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(2):
+            lif_scan(**p, config=GRAPHED)
+    assert not graphs._CACHE and not graphs._SEEN
+
+
+def test_torch_func_transforms_run_without_graphs(eager_graphs):
+    """Under ``torch.func`` a replay's copy into the graph's input buffers would mutate a
+    tensor from outside the transform (an error): those calls run eagerly."""
+    p = make_inputs(2, 6, 3, 1, grad=False)
+
+    def spikes_sum(x, config):
+        return lif_scan(**{**p, "x": x}, config=config).spikes.sum()
+
+    want = torch.func.grad(spikes_sum)(p["x"], EAGER)
+    for _ in range(3):
+        assert torch.equal(torch.func.grad(spikes_sum)(p["x"], GRAPHED), want)
+    assert not graphs._CACHE and not graphs._SEEN
+    for _ in range(2):  # outside the transform, the same structure is captured
+        spikes_sum(p["x"].requires_grad_(), GRAPHED).backward()
+    assert len(graphs._CACHE) == 2

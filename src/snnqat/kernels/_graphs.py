@@ -40,9 +40,13 @@ _POOLS: dict[torch.device, Any] = {}
 
 
 def graphs_supported(x: Tensor) -> bool:
-    """Whether a call on ``x`` can be captured: a CUDA tensor, outside ``torch.compile`` and
-    outside another capture."""
-    if x.device.type not in _DEVICES or torch.compiler.is_compiling():
+    """Whether a call on ``x`` can be captured: a CUDA tensor, outside ``torch.compile``,
+    autocast (a replay would repeat the captured call's autocast choices) and another
+    capture."""
+    device = x.device.type
+    if device not in _DEVICES or torch.compiler.is_compiling():
+        return False
+    if torch.is_autocast_enabled(device):
         return False
     return not (x.is_cuda and torch.cuda.is_current_stream_capturing())
 

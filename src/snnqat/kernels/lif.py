@@ -393,7 +393,12 @@ class _LIFScan(torch.autograd.Function):
         path runs.
         """
         if torch._C._are_functorch_transforms_active():
-            return super().apply(*args)
+            global _FUNCTORCH_DEPTH
+            _FUNCTORCH_DEPTH += 1  # no CUDA graphs: a replay mutates buffers from outside
+            try:
+                return super().apply(*args)
+            finally:
+                _FUNCTORCH_DEPTH -= 1
         return super(torch.autograd.Function, cls).apply(*args)
 
     @staticmethod
@@ -429,6 +434,7 @@ class _LIFScan(torch.autograd.Function):
         ctx.mark_non_differentiable(*(o for o in (v_last, i_last, s_last, u, a) if o is not None))
         ctx.set_materialize_grads(False)
         ctx.numba = _use_numba(config, x)
+        ctx.graphs = not ctx.numba and _graphed(config, x)
         # numba: ``u`` holds state checkpoints; the backward pass re-runs the forward pass
         # from them, with the input (unless ``a`` is kept), the noise and the bias.
         extra = (x if a is None else None, inputs[9], inputs[6]) if ctx.numba else ()
@@ -449,7 +455,7 @@ class _LIFScan(torch.autograd.Function):
             )
         args = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec)
         args += (g_spikes, g_vmem, g_isyn, g_irec)
-        if _graphed(cfg, u):
+        if ctx.graphs and _graphs.graphs_supported(u):
             key = ("backward", _structure(args), cfg, tuple(need))
             run = functools.partial(_torch_backward, need=tuple(need), cfg=cfg)
             grads, graphed = _graphs.run_graphed(key, run, args)
@@ -459,9 +465,19 @@ class _LIFScan(torch.autograd.Function):
         return _torch_backward(*args, tuple(need), cfg)
 
 
+_FUNCTORCH_DEPTH = 0
+"""Calls of :class:`_LIFScan` under ``torch.func`` transforms in progress: they run no CUDA
+graphs (copying into a graph's input buffers mutates tensors from outside the transform)."""
+
+
 def _graphed(config: LIFConfig, x: Tensor) -> bool:
     """Whether the torch loops of this call run as a replayed CUDA graph."""
-    return config.cuda_graphs and config.integer is None and _graphs.graphs_supported(x)
+    return (
+        config.cuda_graphs
+        and config.integer is None
+        and _graphs.graphs_supported(x)
+        and _FUNCTORCH_DEPTH == 0
+    )
 
 
 def _structure(tensors: tuple[Tensor | None, ...]) -> tuple:
