@@ -89,19 +89,21 @@ class _Replay:
         self.outputs = self._capture()
 
     def _capture(self) -> Any:
-        device = next(a.device for a in self.static if a is not None)
-        stream = torch.cuda.Stream(device)
-        stream.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(stream):  # warm-up outside the capture (library handles)
-            self.fn(*self.static)
-        torch.cuda.current_stream(device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        pool = _POOLS.setdefault(device, torch.cuda.graph_pool_handle())
-        with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
-            return self.fn(*self.static)
+        self.device = device = next(a.device for a in self.static if a is not None)
+        with torch.cuda.device(device):  # (the tensors' GPU, whichever is current)
+            stream = torch.cuda.Stream(device)
+            stream.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(stream):  # warm-up outside the capture (library handles)
+                self.fn(*self.static)
+            torch.cuda.current_stream(device).wait_stream(stream)
+            self.graph = torch.cuda.CUDAGraph()
+            pool = _POOLS.setdefault(device, torch.cuda.graph_pool_handle())
+            with torch.cuda.graph(self.graph, pool=pool, capture_error_mode="thread_local"):
+                return self.fn(*self.static)
 
     def _replay(self) -> None:
-        self.graph.replay()
+        with torch.cuda.device(self.device):
+            self.graph.replay()
 
     def __call__(self, args: tuple[Tensor | None, ...]) -> Any:
         for static, arg in zip(self.static, args):
