@@ -5,17 +5,17 @@ small kernels per step forward and 6 backward, each costing more to launch than 
 CUDA graph records the kernels of one call once and replays them with one launch.
 
 :func:`run_graphed` keeps, per *structure* of a call (shapes, dtypes, which inputs are
-``None``, the static configuration), a captured graph with its own input buffers: a later call
-of the same structure copies its inputs into those buffers and replays the graph. Its outputs
-are the graph's own buffers, overwritten by the next replay of the same structure, so the
-caller copies out what it keeps. The loops take no data-dependent branch and make no
-host-device synchronisation, which is what replaying them requires.
+``None``, the static configuration), a captured graph with its own input buffers: the second
+call of a structure captures it, later calls copy their inputs into those buffers and replay
+the graph. Its outputs are the graph's own buffers, which the next replay (of any graph) may
+overwrite, so the caller copies out what it keeps at once. The loops take no data-dependent
+branch and make no host-device synchronisation, which is what replaying them requires.
 
-Memory: every structure keeps its input and output buffers for the life of the process, up to
-:data:`MAX_GRAPHS` structures (the least recently used are dropped). The graphs' intermediate
-tensors live in one memory pool per device, shared by all graphs: a replay may overwrite what
-another graph left there, which is safe because every call copies out what it keeps before the
-next replay.
+Memory: every structure keeps its input and output buffers until :func:`release_cuda_graphs`,
+up to :data:`MAX_GRAPHS` structures (the least recently used are dropped). The graphs'
+intermediate tensors live in one memory pool per device, shared by all graphs: a replay may
+overwrite what another graph left there, which is safe because every call copies out what it
+keeps before the next replay.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ _REPLAY = _Replay
 def run_graphed(
     key: Hashable, fn: Callable[..., Any], args: tuple[Tensor | None, ...]
 ) -> tuple[Any, bool]:
-    """``fn(*args)`` through the captured graph of ``key`` (captured on first use).
+    """``fn(*args)``, through the captured graph of ``key`` from the key's second call on.
 
     Args:
         key: Everything that decides which kernels ``fn`` launches: shapes, dtypes, devices,
@@ -155,9 +155,9 @@ def run_graphed(
 
     Returns:
         ``(outputs, graphed)``: with ``graphed`` true the outputs are the graph's buffers
-        (valid until the next call of the same key); else ``fn`` ran eagerly (first sighting
-        of the key, or its capture failed: then it runs eagerly from now on) and the outputs
-        are its own.
+        (valid until the next replay of any graph: copy out what you keep); else ``fn`` ran
+        eagerly (first sighting of the key, or its capture failed: then it runs eagerly from
+        now on) and the outputs are its own.
     """
     if key in _FAILED:
         return fn(*args), False
