@@ -440,6 +440,38 @@ def test_channel_rounding_properties(x, seed):
     assert torch.all(out[w == 0] == 0)
 
 
+@pytest.mark.parametrize("kind", ["stochastic", "deterministic", "channel"])
+def test_data_near_the_smallest_normal_float_round_to_zero_without_nan(kind):
+    """Found by ``test_channel_rounding_properties``: data whose largest magnitude ``M`` is the
+    smallest normal float64 made the gain ``15 / 2M`` overflow and ``0 * inf`` gave NaN. Such
+    data now round like zero-width data (every value to the zero level), with finite
+    gradients, equal in the fused pass and in the reference composition (torch.func)."""
+    tiny = 2.2250738585072014e-308  # the smallest normal float64
+    x = (
+        t(0.0, 0.0, 0.0, 0.0, 0.0, tiny).reshape(3, 2)
+        if kind == "channel"
+        else t(0.0, tiny, -tiny / 2)
+    )
+    weights = torch.arange(1.0, x.numel() + 1, dtype=x.dtype).reshape(x.shape)
+
+    def loss(v):
+        if kind == "channel":
+            y = stochastic_channel_rounding(v, [-7, 8], 16, generator=seeded(0))
+        elif kind == "stochastic":
+            y = stochastic_rounding(v, output_range=[-7, 8], num_levels=16, generator=seeded(0))
+        else:
+            y = deterministic_rounding(v, output_range=[-7, 8], num_levels=16)
+        return y, (y * weights).sum()
+
+    v = x.clone().requires_grad_()
+    y, total = loss(v)
+    total.backward()
+    assert torch.equal(y.detach(), torch.zeros_like(x))
+    assert torch.isfinite(v.grad).all()
+    reference = torch.func.grad(lambda u: loss(u)[1])(x)
+    torch.testing.assert_close(v.grad, reference, rtol=1e-12, atol=0)
+
+
 # -- decision 14: int_quant -------------------------------------------------------------------
 
 

@@ -42,6 +42,7 @@ reference composition instead, which supports them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -279,6 +280,15 @@ def _nonzero(x: Scalar) -> Scalar:
     return x if x != 0 else 1.0
 
 
+def _finite(x: Scalar) -> Any:
+    """Not ±inf, for floats and tensors (NaN counts as finite here: it propagates)."""
+    return ~torch.isinf(x) if isinstance(x, Tensor) else not math.isinf(x)
+
+
+def _and(a: Any, b: Any) -> Any:
+    return a & b if isinstance(a, Tensor) or isinstance(b, Tensor) else a and b
+
+
 def _select(condition: Any, a: Scalar, b: Scalar) -> Scalar:
     if isinstance(condition, Tensor):
         return torch.where(condition, a, b)
@@ -297,7 +307,10 @@ def _range_terms(
     if grid.maintain_zero:
         m = data.hi
         d_m = -grid.gain * g_x if data.output_given else g_k * grid.step - grid.gain * g_x
-        d_m = _select(m > 0, d_m / _nonzero(m), 0.0)
+        varies = m > 0  # the gain depends on M (not where M = 0 or out_span / 2M overflows)
+        if data.output_given:
+            varies = _and(varies, _finite((grid.out_hi - grid.out_lo) / _nonzero(m + m)))
+        d_m = _select(varies, d_m / _nonzero(m), 0.0)
         c = d_m / _nonzero(n_hi + n_lo)  # the elements with |v| = M (two sets unless M = 0)
         return c, -c
     q_in, s = data.spread, grid.factor

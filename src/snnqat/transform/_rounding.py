@@ -239,6 +239,7 @@ def _scalar_grid(
         step, base = _zero_grid_scalar(out_lo, out_hi, num_levels)
         span = in_hi - in_lo
         gain = (out_hi - out_lo) / span if span > 0 else one
+        gain = one if gain == f(math.inf) else gain  # a span too small to divide by
         sub, div, origin = zero, (step if step != 0 else one), zero
     else:
         q_in, step = (in_hi - in_lo) / top, (out_hi - out_lo) / top
@@ -265,6 +266,17 @@ def _fixed_grid(
         return _scalar_grid(*bounds, num_levels, maintain_zero)
 
 
+def _gain(span_in: torch.Tensor, span_out: torch.Tensor) -> torch.Tensor:
+    """``span_out / span_in``, or 1 where the input span is 0 or so small that the quotient
+    overflows (data of magnitude near the smallest normal float: their levels are then those of
+    zero-width data, all 0)."""
+    with torch.no_grad():
+        usable = (span_in > 0) & ~torch.isinf(span_out / _safe(span_in))
+    # (the denominator is 1 where not usable, so that no inf reaches the gradient either)
+    gain = span_out / torch.where(usable, span_in, torch.ones_like(span_in))
+    return torch.where(usable, gain, torch.ones_like(gain))
+
+
 def _tensor_grid(
     in_lo: torch.Tensor,
     in_hi: torch.Tensor,
@@ -278,7 +290,7 @@ def _tensor_grid(
     if maintain_zero:
         step, base = _zero_grid(out_lo, out_hi, num_levels)
         span = in_hi - in_lo
-        gain = torch.where(span > 0, (out_hi - out_lo) / _safe(span), torch.ones_like(span))
+        gain = _gain(span, out_hi - out_lo)
         div = _safe(step)
         zero = torch.zeros_like(step)
         fields = dict(sub=zero, gain=gain, div=div, base=base, step=step, origin=zero)
@@ -392,7 +404,7 @@ def _zero_index(x: torch.Tensor, *bounds: torch.Tensor, num_levels: int) -> _Ind
     in_lo, in_hi, out_lo, out_hi = bounds
     step, base = _zero_grid(out_lo, out_hi, num_levels)
     span_in = in_hi - in_lo
-    gain = torch.where(span_in > 0, (out_hi - out_lo) / _safe(span_in), torch.ones_like(span_in))
+    gain = _gain(span_in, out_hi - out_lo)
     return x * gain / _safe(step) - base, step, base, torch.zeros_like(step)
 
 
