@@ -405,12 +405,11 @@ class _LIFScan(torch.autograd.Function):
     def forward(
         x, vmem0, isyn0, spikes0, alpha, beta, bias, threshold, w_rec, noise, config, record
     ):
+        keep_a = beta.requires_grad
         if _use_numba(config, x):
             thr = threshold.clamp_min(MIN_THRESHOLD)
             args = (x, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, noise)
-            keep_a = beta.requires_grad
             return _numba_module().forward(*args, config.max_spikes_per_dt, record, keep_a)
-        keep_a = beta.requires_grad
         args = (x, vmem0, isyn0, spikes0, alpha, beta, bias, threshold, w_rec, noise)
         if _graphed(config, x):
             key = ("forward", _structure(args), config, record, keep_a)
