@@ -372,3 +372,24 @@ def test_states_decaying_below_the_normal_range_are_flushed_to_zero(rec_mode):
     torch.testing.assert_close(got.vmem, ref.vmem, rtol=0, atol=tiny)
     torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-30)
     torch.testing.assert_close(ga, ga_ref, rtol=1e-5, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_prefetch_hints_leave_data_unchanged_even_past_the_end(dtype):
+    """The prefetch intrinsic compiles for both float types and is only a hint: the data and
+    the results do not change, and hints past the end of the array do not fault."""
+    from numba import njit
+
+    @njit
+    def touch(a):
+        total = 0.0
+        for i in range(a.size):
+            nb._prefetch_row(a, i + 64, 16, False)
+            nb._prefetch_row(a, i + 64, 16, True)
+            total += a.flat[i]
+        return total
+
+    a = np.arange(40, dtype=dtype).reshape(2, 4, 5)
+    before = a.copy()
+    assert touch(a) == float(before.sum())
+    np.testing.assert_array_equal(a, before)

@@ -15,6 +15,10 @@ of :mod:`snnqat.kernels.lif`. Batch rows are independent; they run in blocks of
   spiked inside the compiled kernel (spike counts are sparse and non-negative; a block of rows
   shares each ``W_rec`` row in cache); from :data:`BLAS_STEP_MIN_MACS` multiply-adds per step
   on, one BLAS matrix product per step and thread chunk, between calls of the compiled step.
+  Such a step visits every row of the chunk, whose data lie a whole sequence apart, which the
+  hardware prefetcher does not follow: each row hints its data of the next call into the
+  cache (:func:`_prefetch_row`; forward and backward steps of the recurrent layer at the
+  benchmark's size M 10-20% and 3-10% faster, same values).
 * **Backward.** Per block of rows and per segment, from the last: the forward pass is run
   again from the checkpoint (bitwise the same values) into cache-sized scratch, then the
   reverse-time loop forms the adjoints and accumulates the parameter gradients on the fly
@@ -46,7 +50,10 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 from torch import Tensor
 
 from snnqat._threads import run_pieces, split
@@ -84,6 +91,50 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 _JIT_SUM = dict(_JIT, fastmath={"reassoc", "contract"})
 _JIT_FMA = dict(_JIT, fastmath={"contract"})
 _INLINE = dict(_JIT, inline="always")
+
+
+# --------------------------------------------------------------------------- prefetch
+def _prefetch_intrinsic(write: int):  # noqa: ANN202
+    """An intrinsic ``prefetch(array, flat_index)``: hint the CPU to bring the cache line of
+    ``array.flat[flat_index]`` (C-contiguous ``array``) into the cache, for reading
+    (``write=0``) or writing (``write=1``). A hint only: it never faults, even past the end."""
+
+    @intrinsic
+    def prefetch(typingctx, array, index):  # noqa: ANN001, ANN202, ARG001
+        def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202, ARG001
+            data = context.make_array(signature.args[0])(context, builder, args[0]).data
+            byte_ptr = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32]),
+                "llvm.prefetch.p0",
+            )
+            address = builder.bitcast(builder.gep(data, [args[1]]), byte_ptr)
+            # (address, read/write, locality 3 = keep in every cache level, data cache)
+            flags = [ir.Constant(i32, write), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+            builder.call(fn, [address, *flags])
+            return context.get_dummy_value()
+
+        return types.void(array, types.intp), codegen
+
+    return prefetch
+
+
+_prefetch_read = _prefetch_intrinsic(0)
+_prefetch_write = _prefetch_intrinsic(1)
+
+
+@njit(**_INLINE)
+def _prefetch_row(array, start, count, write):  # noqa: ANN001, ANN202
+    """Prefetch the ``count`` elements of the C-contiguous ``array`` from flat index
+    ``start`` on, one hint per 64-byte cache line."""
+    line = max(64 // array.itemsize, 1)
+    for k in range(start, start + count, line):
+        if write:
+            _prefetch_write(array, k)
+        else:
+            _prefetch_read(array, k)
 
 
 # --------------------------------------------------------------------------- surrogates
@@ -198,11 +249,15 @@ def _lif_forward(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     the ``W_rec`` rows of the recurrent product in cache). The operations and their order
     are those of the torch backend.
     """
-    n_batch, _, n_flat = x.shape
+    n_batch, n_steps, n_flat = x.shape
     n_neur = alpha.shape[0]
     n_syn = n_flat // n_neur
     ms = x.dtype.type(max_spikes)
     has_rec = rec_mode != 0
+    # Called one step at a time (BLAS recurrent product between the calls): every step visits
+    # all rows, whose data lie far apart, so the hardware prefetcher cannot follow; each row
+    # prefetches its data of the next step (measured: the step's loads were half its time).
+    per_step = rec_mode == 2
     for blk in range(blk0, blk1):
         b0 = blk * BATCH_BLOCK
         b1 = min(b0 + BATCH_BLOCK, n_batch)
@@ -262,6 +317,11 @@ def _lif_forward(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 if record:
                     for n in range(n_neur):
                         vmem[b, t, n] = v[b, n]
+                if per_step and t + 1 < n_steps:  # this row's data of the next call
+                    _prefetch_row(x, (b * n_steps + t + 1) * n_flat, n_flat, False)
+                    _prefetch_row(spikes, (b * n_steps + t + 1) * n_neur, n_neur, True)
+                    if has_rec:
+                        _prefetch_row(a_out, (b * n_steps + t + 1) * n_flat, n_flat, True)
 
 
 # --------------------------------------------------------------------------- backward
@@ -375,6 +435,7 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     n_neur = alpha.shape[0]
     n_flat = beta.shape[0]
     n_syn = n_flat // n_neur
+    n_steps = spikes.shape[1]
     dt = beta.dtype
     win = dt.type(window)
     ms = dt.type(max_spikes)
@@ -453,6 +514,15 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 if has_gr:
                     for j in range(n_flat):
                         lr[b, j] = la[b, j] + g_r[b, t, j]
+                if rec_mode == 2 and t > 0:  # one step per call: this row's data of the next
+                    row = b * n_steps + t - 1
+                    _prefetch_row(spikes, row * n_neur, n_neur, False)
+                    if has_gs:
+                        _prefetch_row(g_s, row * n_neur, n_neur, False)
+                    if a_saved:
+                        _prefetch_row(a_src, row * n_flat, n_flat, False)
+                    if need_x:
+                        _prefetch_row(g_x, row * n_flat, n_flat, True)
             if rec_mode == 0 or (t == 0 and not need_s0):
                 continue
             # The membrane of the step before is in the scratch, or (at the first step of the
