@@ -1,8 +1,10 @@
 """The numba backend of ``lif_scan`` against the torch backend and the plain-autograd reference.
 
-Recurrent layers are tested in both of the numba backend's modes: the recurrent product as
+Recurrent layers are tested in all of the numba backend's modes: the recurrent product as
 sparse loops inside the compiled kernels (``rec-loops``) and as one BLAS product per time step
-(``rec-blas``), selected with ``BLAS_STEP_MIN_MACS``.
+(``rec-blas``), selected with ``BLAS_STEP_MIN_MACS``; the BLAS products called from the compiled
+time loop (``rec-blas``, torch's own ``?gemm``) or, where torch exports none, from Python between
+compiled steps (``rec-blas-py``, :data:`snnqat.kernels._blas.GEMM` emptied).
 """
 
 from __future__ import annotations
@@ -31,14 +33,17 @@ F64, F32 = torch.float64, torch.float32
 TRACES = ("spikes", "vmem", "isyn", "irec")
 INPUTS = ("x", "vmem0", "isyn0", "spikes0", "alpha", "beta", "bias", "threshold", "w_rec", "noise")
 LEAKS = {"fast": (0.05, 0.3), "mid": (0.5, 0.95), "slow": (0.97, 0.999)}
-REC_MODES = ("ff", "rec-loops", "rec-blas")
+REC_MODES = ("ff", "rec-loops", "rec-blas", "rec-blas-py")
 
 
 @pytest.fixture
 def rec_mode(request, monkeypatch):
     """Select how the numba backend forms the recurrent product (see the module docstring)."""
     mode = request.param
-    monkeypatch.setattr(nb, "BLAS_STEP_MIN_MACS", 0 if mode == "rec-blas" else 2**62)
+    blas = mode.startswith("rec-blas")
+    monkeypatch.setattr(nb, "BLAS_STEP_MIN_MACS", 0 if blas else 2**62)
+    if mode == "rec-blas-py":
+        monkeypatch.setattr(nb, "GEMM", {})
     return mode
 
 
@@ -166,7 +171,7 @@ def test_numba_float32(rec_mode, surrogate, record):
 
 
 # --------------------------------------------------------------------------- gradient needs
-@pytest.mark.parametrize("rec_mode", ["rec-loops", "rec-blas"], indirect=True)
+@pytest.mark.parametrize("rec_mode", REC_MODES[1:], indirect=True)
 @pytest.mark.parametrize(
     "wanted", [("x",), ("w_rec",), ("alpha", "threshold"), ("beta",), ("spikes0", "bias")]
 )
@@ -197,7 +202,7 @@ def test_zero_length_sequence_with_numba():
     assert torch.equal(res.vmem_last, p["vmem0"].detach())
 
 
-@pytest.mark.parametrize("rec_mode", ["ff", "rec-loops", "rec-blas"], indirect=True)
+@pytest.mark.parametrize("rec_mode", REC_MODES, indirect=True)
 def test_thread_chunks_give_the_same_results(rec_mode, monkeypatch):
     """Several batch chunks (threads) give the spikes and gradients of one chunk."""
     monkeypatch.setattr(nb, "MIN_WORK_PER_THREAD", 1)  # threads even for this tiny layer

@@ -57,6 +57,7 @@ from numba.extending import intrinsic
 from torch import Tensor
 
 from snnqat._threads import run_pieces, split
+from snnqat.kernels._blas import GEMM, gemm_rows
 
 __all__ = [
     "BATCH_BLOCK",
@@ -608,6 +609,98 @@ def _lif_backward(  # noqa: ANN202, PLR0913
             )  # fmt: skip
 
 
+# --------------------------------------------------------------------------- BLAS time loops
+@njit(**_JIT)
+def _forward_blas_steps(  # noqa: ANN202, PLR0913
+    gemm, scratch, blk0, blk1, x, t0, t1, alpha, beta, bias, thr, w_rec, noise,  # noqa: ANN001
+    max_spikes, rec_mode, rec, has_noise, record, v, i_state, i_sum, u_prev,  # noqa: ANN001
+    spikes0, spikes, a_out, vmem, isyn, irec, ckpt,  # noqa: ANN001
+):  # fmt: skip
+    """Steps ``t0 … t1-1`` of the batch blocks ``blk0 … blk1-1`` with the recurrent product
+    by BLAS (``rec_mode`` 2), all in one compiled call: per step, ``rec = s_{t-1} W_rec`` for
+    the blocks' rows (:func:`~snnqat.kernels._blas.gemm_rows`, routine ``gemm``, ``scratch``
+    its 9 integers), then that step of :func:`_lif_forward` (see there for the arguments)."""
+    n_batch, n_steps, n_flat = x.shape
+    n_neur = alpha.shape[0]
+    r0 = blk0 * BATCH_BLOCK
+    rows = min(blk1 * BATCH_BLOCK, n_batch) - r0
+    for step in range(t0, t1):
+        if step == 0:
+            gemm_rows(
+                gemm, rows, n_flat, n_neur, spikes0, r0 * n_neur, n_neur, w_rec, False, rec,
+                r0 * n_flat, scratch,
+            )  # fmt: skip
+        else:
+            gemm_rows(
+                gemm, rows, n_flat, n_neur, spikes, (r0 * n_steps + step - 1) * n_neur,
+                n_steps * n_neur, w_rec, False, rec, r0 * n_flat, scratch,
+            )  # fmt: skip
+        _lif_forward(
+            blk0, blk1, x, step, step + 1, alpha, beta, bias, thr, w_rec, noise, max_spikes,
+            rec_mode, rec, has_noise, record, v, i_state, i_sum, u_prev, spikes0, spikes, a_out,
+            vmem, isyn, irec, ckpt,
+        )  # fmt: skip
+
+
+@njit(**_JIT)
+def _backward_blas_steps(  # noqa: ANN202, PLR0913
+    gemm, w_rec, blk0, blk1, x, a, spikes, alpha, beta, bias, thr, w_rec_t, noise,  # noqa: ANN001
+    g_s, g_v, g_i, g_r, surrogate, window, max_spikes, rec_mode, a_saved,  # noqa: ANN001
+    has_noise, has_gs, has_gv, has_gi, has_gr, need_x, need_noise, need_s0,  # noqa: ANN001
+    ckpt, lu, la, lr, rec_term, g_x, g_noise, g_s0, acc_n, acc_beta,  # noqa: ANN001
+):  # fmt: skip
+    """The whole reverse loop of the batch blocks ``blk0 … blk1-1`` with the recurrent term by
+    BLAS (``rec_mode`` 2), in one compiled call: per segment from the last, :func:`_recompute`
+    for the blocks' rows; per step, :func:`_adjoint_steps`, then ``rec = λr W_recᵀ`` (routine
+    ``gemm``, ``w_rec`` the C-contiguous ``(N, N·S)`` weights) unless no membrane of the step
+    before is in the ``step_pwl`` window (then zero), and at step 0 the ``spikes0`` gradient.
+    The other arguments are those of :func:`_lif_backward`."""
+    n_batch, n_steps, n_neur = spikes.shape
+    n_flat = beta.shape[0]
+    dt = beta.dtype
+    r0 = blk0 * BATCH_BLOCK
+    r1 = min(blk1 * BATCH_BLOCK, n_batch)
+    rows = r1 - r0
+    u_seg = np.empty((rows, SEGMENT, n_neur), dtype=dt)
+    vp_seg = np.empty((rows, SEGMENT, n_neur), dtype=dt)
+    a_seg = np.empty((1 if a_saved else rows, SEGMENT, n_flat), dtype=dt)
+    v = np.empty((1, n_neur), dtype=dt)
+    i_state = np.empty((1, n_flat), dtype=dt)
+    i_sum = i_state if n_flat == n_neur else np.empty((1, n_neur), dtype=dt)
+    a_src = a if a_saved else a_seg
+    scratch = np.empty(9, dtype=np.int64)
+    for seg in range((n_steps + SEGMENT - 1) // SEGMENT - 1, -1, -1):
+        t0 = seg * SEGMENT
+        t1 = min(t0 + SEGMENT, n_steps)
+        _recompute(
+            r0, r1, r0, seg, t0, t1, x, a, alpha, beta, bias, thr, noise, max_spikes,
+            a_saved, has_noise, ckpt, u_seg, vp_seg, a_seg, v, i_state, i_sum,
+        )  # fmt: skip
+        for step in range(t1 - 1, t0 - 1, -1):
+            active = _adjoint_steps(
+                r0, r1, r0, seg, t0, step, step + 1, spikes, a_src, alpha, beta, thr, w_rec_t,
+                g_s, g_v, g_i, g_r, surrogate, window, max_spikes, rec_mode, a_saved,
+                has_gs, has_gv, has_gi, has_gr, need_x, need_noise, need_s0,
+                ckpt, u_seg, vp_seg, lu, la, lr, rec_term,
+                g_x, g_noise, g_s0, acc_n, acc_beta,
+            )  # fmt: skip
+            if step > 0:
+                if surrogate == 0 and active == 0:  # no entry in the window: not needed
+                    for b in range(r0, r1):
+                        for m in range(n_neur):
+                            rec_term[b, m] = 0.0
+                else:
+                    gemm_rows(
+                        gemm, rows, n_neur, n_flat, lr, r0 * n_flat, n_flat, w_rec, True,
+                        rec_term, r0 * n_neur, scratch,
+                    )  # fmt: skip
+            elif need_s0:
+                gemm_rows(
+                    gemm, rows, n_neur, n_flat, lr, r0 * n_flat, n_flat, w_rec, True, g_s0,
+                    r0 * n_neur, scratch,
+                )  # fmt: skip
+
+
 # --------------------------------------------------------------------------- wrappers
 BLAS_STEP_MIN_MACS = 2**20
 """Recurrent products of at least this many multiply-adds per step (``B·N·N·S``) run as one
@@ -777,6 +870,13 @@ def forward(
         run_pieces(
             lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks, flush_denormals=True
         )
+    elif _NP_DTYPES[dt] in GEMM:  # per step: BLAS product, then the step; one compiled call
+        gemm = GEMM[_NP_DTYPES[dt]]
+
+        def chunk(c: int, blk0: int, blk1: int) -> None:
+            _forward_blas_steps(gemm, np.empty(9, np.int64), blk0, blk1, *args[2:])
+
+        _run_chunks_single_threaded_blas(chunk, chunks)
     else:  # per step: one BLAS product for the chunk's rows, then the compiled step
         w_t = torch.from_numpy(w_np)
 
@@ -897,6 +997,16 @@ def backward(
             )  # fmt: skip
 
         run_pieces(chunk, chunks, flush_denormals=True)
+    elif _NP_DTYPES[dt] in GEMM:  # the loop of the Python branch below, in one compiled call
+        gemm = GEMM[_NP_DTYPES[dt]]
+
+        def chunk(c: int, blk0: int, blk1: int) -> None:
+            _backward_blas_steps(
+                gemm, w_np, blk0, blk1, *data, *flags, *states, *outputs, acc_np[c],
+                acc_beta_np[c],
+            )  # fmt: skip
+
+        _run_chunks_single_threaded_blas(chunk, chunks)
     else:  # per segment: run it again; per step: the compiled step, then one BLAS product
         x_np, a_np, spikes_np, alpha_np, beta_np, bias_np, thr_np, _, noise_np = data[:9]
         np_dt = _NP_DTYPES[dt]
