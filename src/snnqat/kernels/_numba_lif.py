@@ -14,11 +14,16 @@ of :mod:`snnqat.kernels.lif`. Batch rows are independent; they run in blocks of
 * **Recurrent product** ``s_{t-1} W_rec``: for small layers, a loop over the neurons that
   spiked inside the compiled kernel (spike counts are sparse and non-negative; a block of rows
   shares each ``W_rec`` row in cache); from :data:`BLAS_STEP_MIN_MACS` multiply-adds per step
-  on, one BLAS matrix product per step and thread chunk, between calls of the compiled step.
-  Such a step visits every row of the chunk, whose data lie a whole sequence apart, which the
-  hardware prefetcher does not follow: each row hints its data of the next call into the
-  cache (:func:`_prefetch_row`; forward and backward steps of the recurrent layer at the
-  benchmark's size M 10-20% and 3-10% faster, same values).
+  on, one BLAS matrix product per step and thread chunk, then the compiled step. The products
+  are torch's own ``?gemm`` called from the compiled code (:mod:`snnqat.kernels._blas`), so a
+  thread's whole time loop is one compiled call without the GIL (:func:`_forward_blas_steps`,
+  :func:`_backward_blas_steps`; with a Python loop between the steps, the two threads took
+  the GIL in turns at every step: at the benchmark's size M the recurrent layer's forward
+  pass took 24 instead of 18 ms, the backward 46 instead of 41). Where torch exports no such
+  routine, the products are ``torch.mm`` calls from a Python loop (the same values). A step
+  visits every row of the chunk, whose data lie a whole sequence apart, which the hardware
+  prefetcher does not follow: each row hints its data of the next step into the cache
+  (:func:`_prefetch_row`; forward and backward steps 10-20% and 3-10% faster, same values).
 * **Backward.** Per block of rows and per segment, from the last: the forward pass is run
   again from the checkpoint (bitwise the same values) into cache-sized scratch, then the
   reverse-time loop forms the adjoints and accumulates the parameter gradients on the fly
