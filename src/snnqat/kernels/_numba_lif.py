@@ -575,6 +575,22 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
 
 
 @njit(**_JIT)
+def _segment_scratch(rows, n_neur, n_flat, a_saved, dt):  # noqa: ANN001, ANN202
+    """The scratch of :func:`_recompute` for ``rows`` batch rows: ``(u_seg, vp_seg, a_seg)``
+    (``a_seg`` a single row when the pre-decay currents were saved) and the state rows
+    ``(v, i_state, i_sum)`` (``i_sum`` is ``i_state`` for one synapse)."""
+    i_state = np.empty((1, n_flat), dtype=dt)
+    return (
+        np.empty((rows, SEGMENT, n_neur), dtype=dt),
+        np.empty((rows, SEGMENT, n_neur), dtype=dt),
+        np.empty((1 if a_saved else rows, SEGMENT, n_flat), dtype=dt),
+        np.empty((1, n_neur), dtype=dt),
+        i_state,
+        i_state if n_flat == n_neur else np.empty((1, n_neur), dtype=dt),
+    )
+
+
+@njit(**_JIT)
 def _lif_backward(  # noqa: ANN202, PLR0913
     blk0, blk1, x, a, spikes, alpha, beta, bias, thr, w_rec_t, noise,  # noqa: ANN001
     g_s, g_v, g_i, g_r, surrogate, window, max_spikes, rec_mode, a_saved,  # noqa: ANN001
@@ -588,12 +604,9 @@ def _lif_backward(  # noqa: ANN202, PLR0913
     n_flat = beta.shape[0]
     dt = beta.dtype
     n_seg = (n_steps + SEGMENT - 1) // SEGMENT
-    u_seg = np.empty((BATCH_BLOCK, SEGMENT, n_neur), dtype=dt)
-    vp_seg = np.empty((BATCH_BLOCK, SEGMENT, n_neur), dtype=dt)
-    a_seg = np.empty((1 if a_saved else BATCH_BLOCK, SEGMENT, n_flat), dtype=dt)
-    v = np.empty((1, n_neur), dtype=dt)
-    i_state = np.empty((1, n_flat), dtype=dt)
-    i_sum = i_state if n_flat == n_neur else np.empty((1, n_neur), dtype=dt)
+    u_seg, vp_seg, a_seg, v, i_state, i_sum = _segment_scratch(
+        BATCH_BLOCK, n_neur, n_flat, a_saved, dt
+    )
     a_src = a if a_saved else a_seg
     for blk in range(blk0, blk1):
         b0 = blk * BATCH_BLOCK
@@ -666,12 +679,7 @@ def _backward_blas_steps(  # noqa: ANN202, PLR0913
     r0 = blk0 * BATCH_BLOCK
     r1 = min(blk1 * BATCH_BLOCK, n_batch)
     rows = r1 - r0
-    u_seg = np.empty((rows, SEGMENT, n_neur), dtype=dt)
-    vp_seg = np.empty((rows, SEGMENT, n_neur), dtype=dt)
-    a_seg = np.empty((1 if a_saved else rows, SEGMENT, n_flat), dtype=dt)
-    v = np.empty((1, n_neur), dtype=dt)
-    i_state = np.empty((1, n_flat), dtype=dt)
-    i_sum = i_state if n_flat == n_neur else np.empty((1, n_neur), dtype=dt)
+    u_seg, vp_seg, a_seg, v, i_state, i_sum = _segment_scratch(rows, n_neur, n_flat, a_saved, dt)
     a_src = a if a_saved else a_seg
     scratch = np.empty(9, dtype=np.int64)
     for seg in range((n_steps + SEGMENT - 1) // SEGMENT - 1, -1, -1):
