@@ -1,10 +1,12 @@
-"""CI smoke test: ``benchmarks/train_step.py --smoke`` runs and prints its table (not timed)."""
+"""CI smoke tests of the benchmark scripts (they run and print their tables; not timed)."""
 
 from __future__ import annotations
 
 import pathlib
 import subprocess
 import sys
+
+import pytest
 
 SCRIPT = pathlib.Path(__file__).resolve().parents[1] / "benchmarks" / "train_step.py"
 
@@ -52,3 +54,23 @@ def test_transformed_variants_fire_as_the_plain_network(monkeypatch):
     for variant in ("param", "param+act"):
         for got, want in zip(rates[variant], rates["plain"]):
             assert abs(got - want) <= 0.05 * abs(want), (variant, rates)
+
+
+def test_recurrent_layer_benchmark_smoke():
+    """``benchmarks/recurrent_layer.py`` runs on the tiny size and finds the two time loops
+    bitwise equal (not timed)."""
+    pytest.importorskip("numba")
+    from snnqat.kernels import _blas
+
+    if not _blas.GEMM:
+        pytest.skip("this torch build exports no ?gemm")
+    script = SCRIPT.parent / "recurrent_layer.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--size", "tiny", "--repeats", "1", "--threads", "1"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "outputs and gradients bitwise equal: True" in proc.stdout
+    assert "| compiled (?gemm inside) |" in proc.stdout
