@@ -54,9 +54,9 @@ def capture_recurrent_inputs(size: str) -> tuple[tuple, dict]:
 
 def run(args: tuple, compiled: bool, grad_out: torch.Tensor) -> tuple[float, float, list]:
     """Forward and backward once; returns their times (ms) and the results."""
-    saved_gemm = _numba_lif.GEMM
+    routine = _numba_lif._gemm_routine
     if not compiled:
-        _numba_lif.GEMM = {}
+        _numba_lif._gemm_routine = lambda dt: None
     try:
         x, vmem0, isyn0, spikes0, alpha, beta, bias, thr, w_rec, noise = args[:10]
         t0 = time.perf_counter()
@@ -71,7 +71,7 @@ def run(args: tuple, compiled: bool, grad_out: torch.Tensor) -> tuple[float, flo
         grads = _numba_lif.backward(saved, grads_in, need, "step_pwl", 0.5, 31.0)
         t2 = time.perf_counter()
     finally:
-        _numba_lif.GEMM = saved_gemm
+        _numba_lif._gemm_routine = routine
     results = [t for t in (*out, *grads) if t is not None]
     return (t1 - t0) * 1e3, (t2 - t1) * 1e3, results
 
@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     opts = parser.parse_args()
     torch.set_num_threads(opts.threads)
-    if not _numba_lif.GEMM:
+    if _numba_lif._gemm_routine(torch.float32) is None:
         sys.exit("this torch build exports no ?gemm: only the Python loop runs here")
     args, _ = capture_recurrent_inputs(opts.size)
     grad_out = torch.randn(args[0].shape[:3], generator=torch.Generator().manual_seed(0))

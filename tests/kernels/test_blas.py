@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +14,10 @@ pytest.importorskip("numba")
 from snnqat.kernels import _blas  # noqa: E402
 from snnqat.kernels import _numba_lif as nb  # noqa: E402
 
-needs_gemm = pytest.mark.skipif(not _blas.GEMM, reason="this torch build exports no ?gemm")
+needs_gemm = pytest.mark.skipif(
+    _blas.gemm_address(np.float32) is None or _blas.gemm_address(np.float64) is None,
+    reason="this torch build exports no ?gemm",
+)
 
 
 @needs_gemm
@@ -26,7 +32,7 @@ def test_gemm_rows_on_strided_rows_equals_numpy(dtype, transposed):
     c = np.full((6, n), 7.0, dtype)
     scratch = np.zeros(9, np.int64)
     _blas.gemm_rows(
-        _blas.GEMM[dtype], 4, n, k, a, (2 * t + 3) * k, t * k, w, transposed, c, n, scratch
+        _blas.gemm_address(dtype), 4, n, k, a, (2 * t + 3) * k, t * k, w, transposed, c, n, scratch
     )
     expected = a[2:6, 3] @ (w.T if transposed else w)
     np.testing.assert_allclose(c[1:5], expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
@@ -43,8 +49,8 @@ def test_gemm_rows_equals_torch_mm_bitwise(rows):
     c = np.zeros((rows, 256), np.float32)
     scratch = np.zeros(9, np.int64)
     _blas.gemm_rows(
-        _blas.GEMM[np.float32], rows, 256, 256, s.numpy(), 7 * 256, 20 * 256, w.numpy(), False,
-        c, 0, scratch,
+        _blas.gemm_address(np.float32), rows, 256, 256, s.numpy(), 7 * 256, 20 * 256, w.numpy(),
+        False, c, 0, scratch,
     )  # fmt: skip
     assert torch.equal(torch.from_numpy(c), torch.mm(s[:, 7], w))
 
@@ -81,7 +87,7 @@ def test_compiled_time_loop_equals_the_python_loop_bitwise(dtype, monkeypatch):
 
     try:
         compiled = run()
-        monkeypatch.setattr(nb, "GEMM", {})
+        monkeypatch.setattr(nb, "_gemm_routine", lambda dt: None)
         python = run()
     finally:
         torch.set_num_threads(threads)
@@ -90,3 +96,17 @@ def test_compiled_time_loop_equals_the_python_loop_bitwise(dtype, monkeypatch):
         assert (got is None) == (want is None)
         if got is not None:
             assert torch.equal(got, want)
+
+
+def test_importing_the_loops_does_not_run_the_self_check():
+    """The self-check (loading the compiled product, about half a second) waits for the first
+    layer that needs it: importing the numba loops leaves it undone."""
+    code = (
+        "import snnqat.kernels._numba_lif\n"
+        "from snnqat.kernels import _blas\n"
+        "assert _blas._routines.cache_info().currsize == 0\n"
+        "_blas.gemm_address(__import__('numpy').float32)\n"
+        "assert _blas._routines.cache_info().currsize == 1\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr

@@ -4,7 +4,7 @@ Recurrent layers are tested in all of the numba backend's modes: the recurrent p
 sparse loops inside the compiled kernels (``rec-loops``) and as one BLAS product per time step
 (``rec-blas``), selected with ``BLAS_STEP_MIN_MACS``; the BLAS products called from the compiled
 time loop (``rec-blas``, torch's own ``?gemm``) or, where torch exports none, from Python between
-compiled steps (``rec-blas-py``, :data:`snnqat.kernels._blas.GEMM` emptied).
+compiled steps (``rec-blas-py``, no ``?gemm`` routine for the compiled loops).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def rec_mode(request, monkeypatch):
     blas = mode.startswith("rec-blas")
     monkeypatch.setattr(nb, "BLAS_STEP_MIN_MACS", 0 if blas else 2**62)
     if mode == "rec-blas-py":
-        monkeypatch.setattr(nb, "GEMM", {})
+        monkeypatch.setattr(nb, "_gemm_routine", lambda dt: None)
     return mode
 
 

@@ -10,14 +10,17 @@ loop, so that a whole thread's time loop is one compiled call that releases the 
 routine as ``torch.mm``: the values are bitwise those of ``torch.mm``, checked by the tests).
 
 Where torch has no such symbols (other BLAS builds, other platforms) or the one-time self-check
-fails, :data:`GEMM` is empty and the callers keep the products in Python. The routine's addresses
-are passed to the compiled code as integers (never baked into it), so its disk cache stays valid
-across processes.
+fails, :func:`gemm_address` returns ``None`` and the callers keep the products in Python. The
+self-check runs at the first call of :func:`gemm_address`, not at import (loading the compiled
+:func:`gemm_rows` takes about half a second, which layers without a per-step product never
+need). The routine's addresses are passed to the compiled code as integers (never baked into
+it), so its disk cache stays valid across processes.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 
 import numpy as np
@@ -26,7 +29,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-__all__ = ["GEMM", "gemm_rows"]
+__all__ = ["gemm_address", "gemm_rows"]
 
 _N, _T = 78, 84  # ord("N"), ord("T"): the BLAS transpose flags
 
@@ -79,8 +82,8 @@ def gemm_rows(gemm, m, n, k, a, a_start, lda, w, w_transposed, c, c_start, scrat
     C-contiguous ``k × n`` array ``w`` (``n × k`` when ``w_transposed``, and the product uses its
     transpose); ``C`` is ``m × n`` with rows of stride ``n`` from ``c.flat[c_start]``. ``a``, ``w``
     and ``c`` are C-contiguous arrays of one float type and ``gemm`` is the address of the
-    matching routine (:data:`GEMM`). ``scratch``: an ``int64`` array of 9 entries (the routine
-    takes every argument by address; the integers are 64-bit so that both 32- and 64-bit
+    matching routine (:func:`gemm_address`). ``scratch``: an ``int64`` array of 9 entries (the
+    routine takes every argument by address; the integers are 64-bit so that both 32- and 64-bit
     integer BLAS interfaces read them right on little-endian machines).
 
     In column-major terms (BLAS's): ``Cᵀ = op(W)ᵀ Aᵀ``, with ``Cᵀ`` ``n × m``.
@@ -126,5 +129,14 @@ def _self_check(found: dict[type, int]) -> dict[type, int]:
     return ok
 
 
-GEMM: dict[type, int] = _self_check(_addresses())
-"""``{numpy float type: address of its ?gemm routine}``: empty where torch exports none."""
+@functools.cache
+def _routines() -> dict[type, int]:
+    """``{numpy float type: address of its ?gemm routine}``, self-checked (once)."""
+    return _self_check(_addresses())
+
+
+def gemm_address(dtype: type) -> int | None:
+    """The address of torch's ``?gemm`` routine for the numpy float type ``dtype``
+    (``np.float32`` or ``np.float64``), or ``None`` where torch exports none that passes the
+    self-check (checked at the first call)."""
+    return _routines().get(dtype)

@@ -62,7 +62,7 @@ from numba.extending import intrinsic
 from torch import Tensor
 
 from snnqat._threads import run_pieces, split
-from snnqat.kernels._blas import GEMM, gemm_rows
+from snnqat.kernels._blas import gemm_address, gemm_rows
 
 __all__ = [
     "BATCH_BLOCK",
@@ -630,18 +630,19 @@ def _lif_backward(  # noqa: ANN202, PLR0913
 # --------------------------------------------------------------------------- BLAS time loops
 @njit(**_JIT)
 def _forward_blas_steps(  # noqa: ANN202, PLR0913
-    gemm, scratch, blk0, blk1, x, t0, t1, alpha, beta, bias, thr, w_rec, noise,  # noqa: ANN001
+    gemm, blk0, blk1, x, t0, t1, alpha, beta, bias, thr, w_rec, noise,  # noqa: ANN001
     max_spikes, rec_mode, rec, has_noise, record, v, i_state, i_sum, u_prev,  # noqa: ANN001
     spikes0, spikes, a_out, vmem, isyn, irec, ckpt,  # noqa: ANN001
 ):  # fmt: skip
     """Steps ``t0 … t1-1`` of the batch blocks ``blk0 … blk1-1`` with the recurrent product
     by BLAS (``rec_mode`` 2), all in one compiled call: per step, ``rec = s_{t-1} W_rec`` for
-    the blocks' rows (:func:`~snnqat.kernels._blas.gemm_rows`, routine ``gemm``, ``scratch``
-    its 9 integers), then that step of :func:`_lif_forward` (see there for the arguments)."""
+    the blocks' rows (:func:`~snnqat.kernels._blas.gemm_rows`, routine ``gemm``), then that
+    step of :func:`_lif_forward` (see there for the arguments)."""
     n_batch, n_steps, n_flat = x.shape
     n_neur = alpha.shape[0]
     r0 = blk0 * BATCH_BLOCK
     rows = min(blk1 * BATCH_BLOCK, n_batch) - r0
+    scratch = np.empty(9, dtype=np.int64)
     for step in range(t0, t1):
         if step == 0:
             gemm_rows(
@@ -781,6 +782,12 @@ def _run_chunks_single_threaded_blas(
         torch.set_num_threads(threads)
 
 
+def _gemm_routine(dt: torch.dtype) -> int | None:
+    """The address of torch's ``?gemm`` for ``dt`` that the compiled time loops call, or
+    ``None``: then the per-step products are ``torch.mm`` calls from a Python loop."""
+    return gemm_address(_NP_DTYPES[dt])
+
+
 def _rec_mode(w_rec: Tensor | None, batch: int) -> int:
     """0: no recurrence; 1: sparse loops in the kernels; 2: one BLAS product per step."""
     if w_rec is None:
@@ -883,11 +890,10 @@ def forward(
         run_pieces(
             lambda c, blk0, blk1: _lif_forward(blk0, blk1, *args[2:]), chunks, flush_denormals=True
         )
-    elif _NP_DTYPES[dt] in GEMM:  # per step: BLAS product, then the step; one compiled call
-        gemm = GEMM[_NP_DTYPES[dt]]
+    elif (gemm := _gemm_routine(dt)) is not None:  # per step: product, then step; one call
 
         def chunk(c: int, blk0: int, blk1: int) -> None:
-            _forward_blas_steps(gemm, np.empty(9, np.int64), blk0, blk1, *args[2:])
+            _forward_blas_steps(gemm, blk0, blk1, *args[2:])
 
         _run_chunks_single_threaded_blas(chunk, chunks)
     else:  # per step: one BLAS product for the chunk's rows, then the compiled step
@@ -1010,8 +1016,7 @@ def backward(
             )  # fmt: skip
 
         run_pieces(chunk, chunks, flush_denormals=True)
-    elif _NP_DTYPES[dt] in GEMM:  # the loop of the Python branch below, in one compiled call
-        gemm = GEMM[_NP_DTYPES[dt]]
+    elif (gemm := _gemm_routine(dt)) is not None:  # the Python branch's loop, compiled
 
         def chunk(c: int, blk0: int, blk1: int) -> None:
             _backward_blas_steps(
