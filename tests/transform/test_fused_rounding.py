@@ -553,3 +553,100 @@ def test_cuda_equals_reference(kind):
         assert out.device == x.device
         assert_same_bits(out, ref)
         assert_grad_close(grad, ref_grad, g)
+
+
+# -- the one-call path for a range taken from the data ----------------------------------------
+
+
+def _bounds_strategy():
+    from hypothesis import strategies as st
+
+    special = st.sampled_from([0.0, -0.0, 1e-38, -1e-38, 1e-300, math.inf, -math.inf, math.nan])
+    return st.one_of(st.floats(-1e6, 1e6, allow_subnormal=True), special)
+
+
+@pytest.mark.skipif(not fr.fused_available(), reason="numba is not installed")
+def test_grid_is_the_same_in_python_and_compiled():
+    # fill_grid runs as Python on numpy scalars and compiled inside the loops: the same bits
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from snnqat.transform import _fused_kernels, _grid
+
+    compiled = _fused_kernels._fill_grid
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(_bounds_strategy(), min_size=4, max_size=4),
+        st.sampled_from([np.float32, np.float64]),
+        st.integers(2, 256),
+        st.booleans(),
+    )
+    def check(bounds, ftype, num_levels, maintain_zero):
+        with np.errstate(all="ignore"):
+            b = [ftype(v) for v in bounds]
+            py, nb = _grid.template(ftype, num_levels), _grid.template(ftype, num_levels)
+            _grid.fill_grid(py, *b, maintain_zero)
+        compiled(nb, *b, maintain_zero)
+        assert py.tobytes() == nb.tobytes(), dict(zip(_grid.LAYOUT, zip(py, nb)))
+
+    check()
+
+
+def test_grid_of_a_known_range():
+    from snnqat.transform import _grid
+
+    p = _grid.template(np.float64, 256, -128.0, 127.0)
+    _grid.fill_grid(p, -2.0, 2.0, -128.0, 127.0, True)
+    g = fr.grid_of(p, True)
+    assert (g.step, g.base, g.gain, g.factor, g.top) == (1.0, -128.0, 63.75, 63.75, 255.0)
+    assert dict(zip(_grid.LAYOUT, p.tolist()))["spread"] == 4.0 / 255
+
+
+@pytest.mark.skipif(not fr.fused_available(), reason="numba is not installed")
+def test_weights_take_the_one_call_path_and_others_do_not(monkeypatch):
+    import snnqat.transform._rounding as rounding
+
+    resolved = []
+    real = rounding._resolve_grid
+    monkeypatch.setattr(rounding, "_resolve_grid", lambda *a: resolved.append(1) or real(*a))
+    w = torch.randn(64, 64, requires_grad=True)
+    for fn in (deterministic_rounding, stochastic_rounding):
+        fn(w, num_levels=16).sum().backward()
+        fn(w, output_range=[-8, 7], num_levels=16)
+    assert resolved == []  # range, grid and rounding were one compiled call
+    big = torch.randn(fr.MIN_CHUNK + 1)
+    for call in (
+        lambda: deterministic_rounding(big),  # split between the threads instead
+        lambda: deterministic_rounding(w.detach().t()),  # not contiguous
+        lambda: deterministic_rounding(w, maintain_zero=False),
+        lambda: deterministic_rounding(w, input_range=[-1, 1]),
+        lambda: stochastic_channel_rounding(w, output_range=[-8, 7]),
+    ):
+        before = len(resolved)
+        call()
+        assert len(resolved) == before + 1
+
+
+@pytest.mark.skipif(not fr.fused_available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("output_range", [None, (-8.0, 7.0)])
+def test_one_call_path_equals_the_resolved_grid_path(monkeypatch, dtype, output_range):
+    # the same values bitwise and the same gradients as resolving the grid first (ties included)
+    x = 3 * torch.randn(40, 30, dtype=torch.float64).to(dtype)
+    x.view(-1)[:3] = torch.stack([x.abs().max(), -x.abs().max(), x.abs().max()])
+    g = torch.randn(40, 30, dtype=torch.float64).to(dtype)
+    kwargs = dict(output_range=output_range, num_levels=16)
+    results = []
+    for fusable in (fr.data_range_fusable, lambda v: False):
+        monkeypatch.setattr("snnqat.transform._rounding.data_range_fusable", fusable)
+        results += run_both(
+            lambda v, gen: stochastic_rounding(v, **kwargs, generator=gen),
+            lambda v, gen: deterministic_rounding(v, **kwargs),
+            x,
+            g,
+        )
+    (sto, sto_g), (det, det_g), (sto_ref, sto_g_ref), (det_ref, det_g_ref) = results
+    assert_same_bits(sto, sto_ref)
+    assert_same_bits(det, det_ref)
+    assert torch.equal(sto_g, sto_g_ref) and torch.equal(det_g, det_g_ref)

@@ -299,3 +299,33 @@ def test_seed_walkthrough_runs(capsys):
     assert "TWrapper '0_LinearTorch' with shape (3, 5) {" in out
     assert "ActWrapper '3_LinearTorch' with shape (5, 3) {" in out
     assert "{'dash_mem': <function <lambda>" in out
+
+
+def test_wrapper_puts_the_parameters_back_also_when_the_call_raises():
+    wrapped = tt.make_param_T_network(LinearTorch((2, 2)), {"weight": double})
+    lin = wrapped._mod
+    original = lin.weight
+    seen = []
+    lin.register_forward_pre_hook(lambda mod, args: seen.append(mod.weight.clone()))
+    wrapped(torch.ones(1, 1, 2))
+    assert torch.equal(seen[0], 2 * original) and lin.weight is original
+    with pytest.raises(ValueError, match="expected 2 channels"):
+        wrapped(torch.ones(1, 1, 3))
+    assert lin.weight is original and isinstance(lin._parameters["weight"], nn.Parameter)
+
+
+def test_wrapper_state_is_the_state_query_and_a_transformed_buffer_keeps_its_end_value():
+    net = Sequential(LinearTorch((2, 3)), LIFTorch(3))
+    tnet = tt.make_param_T_network(net, tt.make_param_T_config(net, double, "weights"))
+    tnet = tt.make_act_T_network(tnet, tt.make_act_T_config(tnet, torch.round, LinearTorch))
+    _, state, _ = tnet(torch.rand(1, 6, 2) * 3)
+    query = tnet.state()
+    assert list(tu.branches(state)) == list(tu.branches(query))
+    assert len(list(tu.branches(state))) == 3  # the LIF's vmem, isyn, spikes
+    for branch in tu.branches(state):
+        assert torch.equal(tu.get_nested(state, branch), tu.get_nested(query, branch))
+    wrapped = tt.make_param_T_network(LIFTorch(2), {"vmem": lambda v: v + 0.25})
+    lif = wrapped._mod
+    _, state, _ = wrapped(torch.zeros(1, 1, 2))
+    # the transformed state is what the step started from, and the buffer holds the end value
+    assert torch.equal(lif.vmem, state["_mod"]["vmem"]) and lif.vmem.abs().sum() > 0

@@ -33,7 +33,18 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["BLOCK", "PARAMS", "add_ties", "backward_data", "backward_mask", "forward"]
+from snnqat.transform import _grid
+
+__all__ = [
+    "BLOCK",
+    "PARAMS",
+    "add_ties",
+    "backward_data",
+    "backward_mask",
+    "backward_data_range",
+    "forward",
+    "forward_data",
+]
 
 PARAMS = (
     "in_lo",
@@ -51,7 +62,8 @@ PARAMS = (
     "zero",
     "one",
 )
-"""The entries of the parameter array ``p`` (in the tensor's float type), in order."""
+"""The entries of the parameter array ``p`` (in the tensor's float type), in order (the first
+entries of :data:`snnqat.transform._grid.LAYOUT`)."""
 
 BLOCK = 1024
 """Elements per block of :func:`backward_data` (the unit of the sums and of the tie counts)."""
@@ -118,6 +130,33 @@ def forward(x, u, out, mask, p):  # noqa: ANN001, ANN201
         out[i] = y
         if mask is not None:
             mask[i] = inside
+
+
+_fill_grid = njit(**_INLINE)(_grid.fill_grid)
+
+
+@njit(**_JIT)
+def forward_data(x, u, out, mask, p, output_given):  # noqa: ANN001, ANN201
+    """:func:`forward` on the zero-anchored grid of the data's own range ``[-M, M]``.
+
+    ``M = max|x|`` (NaN if ``x`` holds a NaN); the grid of ``[-M, M]`` onto the output range
+    (``[-M, M]`` too, unless ``output_given``: then ``p[9]``, ``p[10]``) is written into ``p``
+    (a :func:`snnqat.transform._grid.template` array) by the compiled
+    :func:`snnqat.transform._grid.fill_grid`, then ``x`` is rounded. One call instead of a
+    reduction, the grid in Python and the pass. ``x`` must not be empty.
+    """
+    lo = x[0]
+    hi = x[0]
+    nan = False
+    for i in range(x.size):
+        v = x[i]
+        lo = v if v < lo else lo
+        hi = v if v > hi else hi
+        nan |= v != v
+    m = p[17] if nan else max(abs(lo), abs(hi))
+    out_lo, out_hi = (p[9], p[10]) if output_given else (-m, m)
+    _fill_grid(p, -m, m, out_lo, out_hi, True)
+    forward(x, u, out, mask, p)
 
 
 @njit(**_JIT)
@@ -210,3 +249,38 @@ def add_ties(x, out, counts, t_hi, c_hi, t_lo, c_lo):  # noqa: ANN001, ANN201
                 out[i] += c_hi
             if v == t_lo:
                 out[i] += c_lo
+
+
+@njit(**_JIT)
+def backward_data_range(g, x, u, out, p, output_given):  # noqa: ANN001, ANN201
+    """The whole gradient of :func:`forward_data` (its grid in ``p``) in one call.
+
+    :func:`backward_data` on one piece, the gradient through ``M`` (the closed form of
+    :func:`snnqat.transform._fused_rounding._range_terms` for the zero-anchored grid, in
+    float64 with the same operations) and :func:`add_ties`.
+    """
+    n = x.size
+    sums = np.zeros(4)
+    ties = np.zeros(2, np.int64)
+    counts = np.zeros((n + BLOCK - 1) // BLOCK, np.int32)
+    factor, t_hi, t_lo = p[14], p[1], p[0]
+    if output_given:
+        backward_data(g, x, u, out, p, factor, t_hi, t_lo, sums, ties, counts, None, None)
+    else:
+        gk = np.empty(BLOCK, x.dtype)
+        backward_data(g, x, u, out, p, factor, t_hi, t_lo, sums, ties, counts, None, gk)
+    m, gain, step = np.float64(t_hi), np.float64(p[3]), np.float64(p[7])
+    d_m = -gain * sums[2] if output_given else sums[3] * step - gain * sums[2]
+    varies = m > 0  # the gain depends on M
+    if output_given:
+        two = m + m
+        span = np.float64(p[10]) - np.float64(p[9])
+        varies = varies and not np.isinf(span / (two if two != 0 else 1.0))
+    d_m = d_m / (m if m != 0 else 1.0) if varies else 0.0
+    n_ties = ties[0] + ties[1]
+    c = d_m / (n_ties if n_ties != 0 else 1)  # to the elements with |v| = M
+    if c != 0:
+        cs = np.empty(2, x.dtype)
+        cs[0] = c
+        cs[1] = -c
+        add_ties(x, out, counts, t_hi, cs[0], t_lo, cs[1])

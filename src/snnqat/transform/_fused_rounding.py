@@ -52,8 +52,17 @@ import torch
 from torch import Tensor
 
 from snnqat._threads import run_pieces, split
+from snnqat.transform import _grid
 
-__all__ = ["DataRange", "Grid", "fused_available", "round_onto_grid"]
+__all__ = [
+    "DataRange",
+    "Grid",
+    "data_range_fusable",
+    "fused_available",
+    "grid_of",
+    "round_data_range",
+    "round_onto_grid",
+]
 
 MIN_CHUNK = 1 << 18
 """Elements per thread below which the compiled loops run on the calling thread only."""
@@ -101,6 +110,12 @@ class DataRange(NamedTuple):
     output_given: bool
     spread: Scalar
     dims: tuple[int, ...] | None = None
+
+
+def grid_of(params: np.ndarray, maintain_zero: bool) -> Grid:
+    """The :class:`Grid` of a parameter array filled by :func:`snnqat.transform._grid.fill_grid`."""
+    v = params.tolist()
+    return Grid(maintain_zero, *v[:11], factor=v[14], params=params)
 
 
 # -- the compiled loops (optional) -----------------------------------------------------------
@@ -373,6 +388,78 @@ class _GridRound(torch.autograd.Function):
             else:
                 out = _torch_backward(grad, x.detach(), u, grid, data)
         return out, None, None, None, None
+
+
+class _DataRound(torch.autograd.Function):
+    """:class:`_GridRound` with the zero-anchored range ``[-M, M]`` of the data, where the
+    range, the grid and the rounding are one compiled call (:func:`round_data_range`)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, value: Tensor, u: Tensor | None, num_levels: int, output_range: Any
+    ) -> Tensor:
+        ctx.set_materialize_grads(False)
+        x = value.detach()
+        out, params = _data_forward(x, u, num_levels, output_range)
+        ctx.save_for_backward(x, u)
+        ctx.params, ctx.output_given = params, output_range is not None
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor | None) -> tuple[Tensor | None, None, None, None]:
+        if grad is None or not ctx.needs_input_grad[0]:
+            return None, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True: the differentiable torch path
+            grid = ctx.grid = grid_of(ctx.params, True)
+            ctx.data = DataRange(grid.in_lo, grid.in_hi, ctx.output_given, float(ctx.params[15]))
+            ctx.fused = True
+            return _GridRound.backward(ctx, grad)[:4]
+        x, u = ctx.saved_tensors
+        grad = grad.contiguous()
+        out = torch.empty(grad.shape, dtype=grad.dtype)
+        arrays = (_flat(grad), _flat(x), _flat(u), _flat(out))
+        _kernels().backward_data_range(*arrays, ctx.params, ctx.output_given)
+        return out, None, None, None
+
+
+_FLOAT_TYPES = {torch.float32: np.float32, torch.float64: np.float64}
+
+
+def data_range_fusable(value: Tensor) -> bool:
+    """Whether :func:`round_data_range` can take ``value``: a contiguous, non-empty CPU
+    float32/float64 tensor that one thread rounds (at most :data:`MIN_CHUNK` elements; larger
+    ones are split between the threads by :func:`round_onto_grid`), with numba installed."""
+    return (
+        value.is_cpu
+        and value.dtype in _FLOAT_TYPES
+        and 0 < value.numel() <= MIN_CHUNK
+        and value.is_contiguous()
+        and _kernels() is not None
+    )
+
+
+def _data_forward(
+    x: Tensor, u: Tensor | None, num_levels: int, output_range: tuple[float, float] | None
+) -> tuple[Tensor, np.ndarray]:
+    ftype = _FLOAT_TYPES[x.dtype]
+    params = _grid.template(ftype, num_levels, *(output_range or (0.0, 0.0)))
+    out = torch.empty(x.shape, dtype=x.dtype)
+    _kernels().forward_data(_flat(x), _flat(u), _flat(out), None, params, output_range is not None)
+    return out, params
+
+
+def round_data_range(
+    value: Tensor,
+    u: Tensor | None,
+    num_levels: int,
+    output_range: tuple[float, float] | None = None,
+) -> Tensor:
+    """:func:`round_onto_grid` onto the zero-anchored grid of ``[-M, M]``, ``M = max|value|``
+    (onto ``output_range`` if given), in one compiled call; ``value`` passes
+    :func:`data_range_fusable`. Same values and gradients as resolving that grid first."""
+    if value.requires_grad and torch.is_grad_enabled():
+        return _DataRound.apply(value, u, num_levels, output_range)
+    return _data_forward(value.detach(), u, num_levels, output_range)[0]
 
 
 def round_onto_grid(

@@ -74,7 +74,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from snnqat.transform._fused_rounding import DataRange, Grid, round_onto_grid
+from snnqat.transform import _grid
+from snnqat.transform._fused_rounding import (
+    DataRange,
+    Grid,
+    data_range_fusable,
+    grid_of,
+    round_data_range,
+    round_onto_grid,
+)
 from snnqat.transform._ste import (
     clipped_round_passthrough,
     floor_passthrough,
@@ -185,71 +193,20 @@ def quantization_levels(
 # tensor then rounds it (``round_onto_grid``).
 
 _FLOAT_TYPES = {torch.float32: np.float32, torch.float64: np.float64}
-_MAGIC = {np.float32: 2.0**23, np.float64: 2.0**52}
-"""``2**mantissa bits``: ``(l + magic) - magic`` rounds ``0 <= l < magic`` to an integer."""
 
 _is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 _is_functorch_tensor = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
 
 
-def _clamp_scalar(x: Any, lo: Any, hi: Any) -> Any:
-    """``torch.clamp`` of one number (NaN passes through)."""
-    return lo if x < lo else hi if x > hi else x
-
-
-def _maximum_scalar(a: Any, b: Any) -> Any:
-    """``torch.maximum`` of two numbers (NaN if either is NaN)."""
-    return a if a != a or a > b else b  # a != a: NaN
-
-
-def _minimum_scalar(a: Any, b: Any) -> Any:
-    """``torch.minimum`` of two numbers (NaN if either is NaN)."""
-    return a if a != a or a < b else b  # a != a: NaN
-
-
-def _grid_step_scalar(lo: Any, hi: Any, n: Any, top: Any) -> Any:
-    """:func:`_grid_step` on numpy scalars."""
-    inf = type(lo)(math.inf)
-    up = hi / n if n > 0 else inf
-    down = -lo / (top - n) if n < top else inf
-    return _minimum_scalar(up, down)
-
-
-def _zero_grid_scalar(lo: Any, hi: Any, num_levels: int) -> tuple[Any, Any]:
-    """:func:`_zero_grid` on numpy scalars of one float type (the same float operations)."""
-    f = type(lo)
-    top = f(num_levels - 1)
-    span = hi - lo
-    n_star = top * hi / (span if span != 0 else f(1))
-    n0 = _clamp_scalar(np.floor(n_star), f(0), top)
-    n1 = _clamp_scalar(n0 + f(1), -f(math.inf), top)
-    q0, q1 = _grid_step_scalar(lo, hi, n0, top), _grid_step_scalar(lo, hi, n1, top)
-    n = n1 if q1 > q0 else n0
-    return _maximum_scalar(q0, q1), n - top
-
-
 def _scalar_grid(
     in_lo: Any, in_hi: Any, out_lo: Any, out_hi: Any, num_levels: int, maintain_zero: bool
 ) -> Grid:
-    """The grid from numpy scalars of one float type, with the kernels' parameter array."""
-    f = type(in_lo)
-    top = f(num_levels - 1)
-    zero, one = f(0), f(1)
-    if maintain_zero:
-        step, base = _zero_grid_scalar(out_lo, out_hi, num_levels)
-        span = in_hi - in_lo
-        gain = (out_hi - out_lo) / span if span > 0 else one
-        gain = one if gain == f(math.inf) else gain  # a span too small to divide by
-        sub, div, origin = zero, (step if step != 0 else one), zero
-    else:
-        q_in, step = (in_hi - in_lo) / top, (out_hi - out_lo) / top
-        gain, base, origin = one, zero, out_lo
-        sub, div = (in_lo, q_in) if q_in > 0 else (out_lo, step if step != 0 else one)
-    if in_lo != in_lo or in_hi != in_hi:  # NaN data: all NaN, as torch.clamp with NaN bounds
-        div = f(math.nan)
-    values = (in_lo, in_hi, sub, gain, div, base, top, step, origin, out_lo, out_hi)
-    params = np.array((*values, _MAGIC[f], zero, one), dtype=f)
-    return Grid(maintain_zero, *map(float, values), factor=float(step / div * gain), params=params)
+    """The grid from numpy scalars of one float type (:func:`~snnqat.transform._grid.fill_grid`
+    run as Python; the compiled loops run the same function)."""
+    params = _grid.template(type(in_lo), num_levels)
+    with np.errstate(all="ignore"):
+        _grid.fill_grid(params, in_lo, in_hi, out_lo, out_hi, maintain_zero)
+    return grid_of(params, maintain_zero)
 
 
 @functools.lru_cache(maxsize=256)
@@ -383,6 +340,10 @@ def _quantize(
             stochastic=stochastic,
             dims=dims,
         )
+    if input_range is None and maintain_zero and dims is None and data_range_fusable(value):
+        # the common case (a weight's own range): range, grid and rounding in one call
+        u = torch.rand(value.shape, dtype=value.dtype, generator=generator) if stochastic else None
+        return round_data_range(value, u, num_levels, output_range)
     grid, data = _resolve_grid(value, input_range, output_range, num_levels, maintain_zero, dims)
     u = None
     if stochastic:
