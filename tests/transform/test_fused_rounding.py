@@ -615,9 +615,9 @@ def test_weights_take_the_one_call_path_and_others_do_not(monkeypatch):
         fn(w, num_levels=16).sum().backward()
         fn(w, output_range=[-8, 7], num_levels=16)
     assert resolved == []  # range, grid and rounding were one compiled call
-    big = torch.randn(fr.MIN_CHUNK + 1)
+    big = torch.randn(fr.ONE_CALL_MAX + 1)
     for call in (
-        lambda: deterministic_rounding(big),  # split between the threads instead
+        lambda: deterministic_rounding(big),  # torch's reduction, threaded pieces instead
         lambda: deterministic_rounding(w.detach().t()),  # not contiguous
         lambda: deterministic_rounding(w, maintain_zero=False),
         lambda: deterministic_rounding(w, input_range=[-1, 1]),
@@ -650,3 +650,22 @@ def test_one_call_path_equals_the_resolved_grid_path(monkeypatch, dtype, output_
     assert_same_bits(sto, sto_ref)
     assert_same_bits(det, det_ref)
     assert torch.equal(sto_g, sto_g_ref) and torch.equal(det_g, det_g_ref)
+
+
+@pytest.mark.skipif(not fr.fused_available(), reason="numba is not installed")
+def test_abs_max_of_the_one_call_path():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from snnqat.transform._fused_kernels import _abs_max
+
+    elements = st.floats(width=32, allow_nan=False) | st.sampled_from([-0.0, np.inf, -np.inf])
+
+    @settings(max_examples=200, deadline=None)
+    @given(arrays(np.float32, st.integers(1, 70), elements=elements))
+    def check(x):
+        got = _abs_max(x)
+        assert got == np.abs(x).max() and not np.signbit(got)
+
+    check()

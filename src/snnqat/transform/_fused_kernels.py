@@ -136,6 +136,23 @@ _fill_grid = njit(**_INLINE)(_grid.fill_grid)
 
 
 @njit(**_JIT)
+def _abs_max(x):  # noqa: ANN001, ANN202
+    """``max |x|`` of a NaN-free ``x``, on 16 interleaved running maxima (a single running
+    maximum does not vectorise: about 5x slower). Exact: the maximum does not round."""
+    acc = np.zeros(16, x.dtype)
+    n = x.size - x.size % 16
+    for i in range(0, n, 16):
+        for j in range(16):
+            a = abs(x[i + j])
+            acc[j] = a if a > acc[j] else acc[j]
+    m = acc.max()
+    for i in range(n, x.size):
+        a = abs(x[i])
+        m = a if a > m else m
+    return m
+
+
+@njit(**_JIT)
 def forward_data(x, u, out, mask, p, output_given):  # noqa: ANN001, ANN201
     """:func:`forward` on the zero-anchored grid of the data's own range ``[-M, M]``.
 
@@ -145,15 +162,10 @@ def forward_data(x, u, out, mask, p, output_given):  # noqa: ANN001, ANN201
     :func:`snnqat.transform._grid.fill_grid`, then ``x`` is rounded. One call instead of a
     reduction, the grid in Python and the pass. ``x`` must not be empty.
     """
-    lo = x[0]
-    hi = x[0]
     nan = False
     for i in range(x.size):
-        v = x[i]
-        lo = v if v < lo else lo
-        hi = v if v > hi else hi
-        nan |= v != v
-    m = p[17] if nan else max(abs(lo), abs(hi))
+        nan |= x[i] != x[i]
+    m = p[17] if nan else _abs_max(x)
     out_lo, out_hi = (p[9], p[10]) if output_given else (-m, m)
     _fill_grid(p, -m, m, out_lo, out_hi, True)
     forward(x, u, out, mask, p)

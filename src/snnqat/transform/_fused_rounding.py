@@ -425,14 +425,19 @@ class _DataRound(torch.autograd.Function):
 _FLOAT_TYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
+ONE_CALL_MAX = 1 << 16
+"""Elements up to which :func:`round_data_range` takes a tensor: there the Python around the
+passes (the range reduction, the grid, the calls) costs more than the passes themselves.
+Larger tensors take torch's reduction (vectorised, threaded) and the threaded pieces."""
+
+
 def data_range_fusable(value: Tensor) -> bool:
     """Whether :func:`round_data_range` can take ``value``: a contiguous, non-empty CPU
-    float32/float64 tensor that one thread rounds (at most :data:`MIN_CHUNK` elements; larger
-    ones are split between the threads by :func:`round_onto_grid`), with numba installed."""
+    float32/float64 tensor of at most :data:`ONE_CALL_MAX` elements, with numba installed."""
     return (
         value.is_cpu
         and value.dtype in _FLOAT_TYPES
-        and 0 < value.numel() <= MIN_CHUNK
+        and 0 < value.numel() <= ONE_CALL_MAX
         and value.is_contiguous()
         and _kernels() is not None
     )
