@@ -21,6 +21,12 @@ Usage::
     python benchmarks/train_step.py --sizes S M --peers          # full table
     python benchmarks/train_step.py --sizes S M L --peers --csv out.csv
     python benchmarks/train_step.py --smoke                      # seconds; what CI runs
+    python benchmarks/train_step.py --sizes M --peers --default-allocator  # glibc's default
+
+Memory: the run starts with ``snnqat.utilities.reuse_freed_memory()`` (glibc keeps freed memory
+for reuse instead of returning it to the OS after every step), which snnqat's LIF layers apply at
+their first training call anyway; applied first, it holds for every entry alike.
+``--default-allocator`` keeps glibc's default for all of them (``SNNQAT_REUSE_FREED_MEMORY=0``).
 """
 
 from __future__ import annotations
@@ -453,10 +459,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--csv", help="also write the rows to this CSV file")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument(
-        "--reuse-freed-memory",
+        "--default-allocator",
         action="store_true",
-        help="call snnqat.utilities.reuse_freed_memory() first (glibc keeps freed memory; "
-        "applies to every entry of the run alike)",
+        help="keep glibc's default (freed memory returned to the OS, page faults for every "
+        "fresh large tensor); by default the run starts with "
+        "snnqat.utilities.reuse_freed_memory(), which snnqat's LIF layers apply at their "
+        "first training call anyway, so that every entry runs alike",
     )
     parser.add_argument(
         "--no-cuda-graphs",
@@ -474,17 +482,21 @@ def main(argv: list[str] | None = None) -> None:
         from snnqat.nn.modules import LIFTorch
 
         LIFTorch.cuda_graphs = False
-    reused = False
-    if args.reuse_freed_memory:
-        from snnqat.utilities import reuse_freed_memory
+    from snnqat.utilities import reuse_freed_memory
+    from snnqat.utilities.memory import ENV_VAR
 
+    if args.default_allocator:
+        os.environ[ENV_VAR] = "0"  # also for the memory measurements' child processes
+        reused = False
+    else:
         reused = reuse_freed_memory()
     torch.set_num_threads(args.threads)
     if args.smoke:
         args.sizes, args.repeats, args.no_memory = ["tiny"], 2, True
     rows = run(args.sizes, args.peers, args.repeats, args.variants, memory=not args.no_memory)
     graphs = ", CUDA graphs off" if args.no_cuda_graphs and DEVICE.type == "cuda" else ""
-    print(header(torch.get_num_threads()) + (", freed memory reused" if reused else "") + graphs)
+    allocator = ", freed memory reused" if reused else ", glibc's default allocator"
+    print(header(torch.get_num_threads()) + allocator + graphs)
     print()
     print(table(rows))
     if args.csv:

@@ -165,9 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg is None:
             cfg = _saved_config(out)
         from snnqat.training.pipeline import run
-        from snnqat.utilities import reuse_freed_memory
+        from snnqat.utilities import reuse_freed_memory_for_training
 
-        reuse_freed_memory()  # no page faults for every fresh activation (this process only)
+        # no page faults for every fresh activation (unless SNNQAT_REUSE_FREED_MEMORY=0)
+        reuse_freed_memory_for_training()
         report = run(
             cfg,
             out,

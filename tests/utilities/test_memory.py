@@ -76,3 +76,49 @@ def test_freed_large_tensors_are_reused_without_page_faults():
     # The freed block is reused. (A tensor can still land on new heap pages when small
     # allocations have split the freed block, so allow a few of the 16 to fault.)
     assert on <= off // 4
+
+
+# A LIF layer's first call, then where a 40 MB tensor comes from (as MMAPPED_CHILD).
+LIF_CHILD = """
+import ctypes, sys, torch
+from snnqat.nn.modules import LIFTorch
+class Info(ctypes.Structure):
+    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+    _fields_ = [(f, ctypes.c_size_t) for f in names.split()]
+libc = ctypes.CDLL("libc.so.6")
+if not hasattr(libc, "mallinfo2"):
+    print(-1); sys.exit()
+libc.mallinfo2.restype = Info
+with torch.set_grad_enabled(sys.argv[1] == "train"):
+    LIFTorch(2)(torch.ones(1, 3, 2))
+before = libc.mallinfo2().hblkhd
+x = torch.empty(40 * 2**20 // 4)
+print(libc.mallinfo2().hblkhd - before)
+"""
+
+
+@pytest.mark.parametrize(
+    ("mode", "env", "applied"),
+    [("train", None, True), ("train", "0", False), ("infer", None, False)],
+)
+def test_a_lif_layer_applies_it_at_its_first_training_call(monkeypatch, mode, env, applied):
+    if env is None:
+        monkeypatch.delenv("SNNQAT_REUSE_FREED_MEMORY", raising=False)
+    else:
+        monkeypatch.setenv("SNNQAT_REUSE_FREED_MEMORY", env)
+    mmapped = _child(LIF_CHILD, mode)
+    if mmapped < 0:
+        pytest.skip("glibc without mallinfo2 (< 2.33)")
+    assert (mmapped == 0) == applied
+
+
+def test_for_training_applies_once(monkeypatch):
+    import snnqat.utilities.memory as memory
+
+    calls = []
+    monkeypatch.setattr(memory, "reuse_freed_memory", lambda: calls.append(1) or True)
+    monkeypatch.setattr(memory, "_TRAINING_DONE", False)
+    monkeypatch.delenv("SNNQAT_REUSE_FREED_MEMORY", raising=False)
+    assert memory.reuse_freed_memory_for_training() is True
+    assert memory.reuse_freed_memory_for_training() is False
+    assert calls == [1]

@@ -2,11 +2,12 @@
 
 ``tree_utils`` works on trees (nested dicts); import it as
 ``import snnqat.utilities.tree_utils as tu``. Its functions are also re-exported here.
-:func:`reuse_freed_memory` keeps freed CPU memory for reuse (fewer page faults in training).
+:func:`reuse_freed_memory` keeps freed CPU memory for reuse (fewer page faults in training); the
+LIF layers apply it at their first training call (:func:`reuse_freed_memory_for_training`).
 """
 
 from snnqat.utilities import tree_utils
-from snnqat.utilities.memory import reuse_freed_memory
+from snnqat.utilities.memory import reuse_freed_memory, reuse_freed_memory_for_training
 from snnqat.utilities.tree_utils import (
     branches,
     get_nested,
@@ -35,4 +36,5 @@ __all__ = [
     "tree_update",
     "tree_find",
     "reuse_freed_memory",
+    "reuse_freed_memory_for_training",
 ]

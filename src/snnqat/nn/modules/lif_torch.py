@@ -36,6 +36,7 @@ from snnqat.nn.modules._init import checked_value as _checked_value
 from snnqat.nn.modules._init import constant, kaiming_transposed, zeros
 from snnqat.nn.modules.torch_module import TorchModule
 from snnqat.parameters import Parameter, SimulationParameter, State
+from snnqat.utilities.memory import reuse_freed_memory_for_training
 
 __all__ = ["LIFTorch", "LEAK_MODES"]
 
@@ -286,6 +287,8 @@ class LIFTorch(TorchModule):
             data, (self.vmem, self.isyn, self.spikes), ((n_out,), (n_out, n_syn), (n_out,))
         )
         batch, steps, _ = data.shape
+        if data.is_cpu and torch.is_grad_enabled():
+            reuse_freed_memory_for_training()  # once per process (SNNQAT_REUSE_FREED_MEMORY=0: not)
         if hw is None:
             alpha, beta = self.leak_factors()
         else:
