@@ -11,9 +11,10 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 MB40 = 40 * 2**20  # above glibc's largest dynamic mmap threshold (32 MB)
 
 # How glibc serves one live 40 MB tensor: bytes in mmap-ed chunks (mallinfo2's hblkhd).
-MMAPPED_CHILD = """
+# glibc's record of the bytes it serves from mmap-ed chunks (mallinfo2's hblkhd), then how it
+# serves one live 40 MB tensor.
+MALLINFO = """
 import ctypes, sys, torch
-from snnqat.utilities import reuse_freed_memory
 class Info(ctypes.Structure):
     names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
     _fields_ = [(f, ctypes.c_size_t) for f in names.split()]
@@ -21,12 +22,21 @@ libc = ctypes.CDLL("libc.so.6")
 if not hasattr(libc, "mallinfo2"):
     print(-1); sys.exit()
 libc.mallinfo2.restype = Info
-if sys.argv[1] == "on":
-    assert reuse_freed_memory()
+"""
+TENSOR_40MB = """
 before = libc.mallinfo2().hblkhd
 x = torch.empty(40 * 2**20 // 4)
 print(libc.mallinfo2().hblkhd - before)
 """
+MMAPPED_CHILD = (
+    MALLINFO
+    + """
+from snnqat.utilities import reuse_freed_memory
+if sys.argv[1] == "on":
+    assert reuse_freed_memory()
+"""
+    + TENSOR_40MB
+)
 
 # Minor page faults of 16 fresh 40 MB tensors, after a warm-up in which the heap settles.
 FAULTS_CHILD = """
@@ -78,23 +88,16 @@ def test_freed_large_tensors_are_reused_without_page_faults():
     assert on <= off // 4
 
 
-# A LIF layer's first call, then where a 40 MB tensor comes from (as MMAPPED_CHILD).
-LIF_CHILD = """
-import ctypes, sys, torch
+# A LIF layer's first call (training or not), then where a 40 MB tensor comes from.
+LIF_CHILD = (
+    MALLINFO
+    + """
 from snnqat.nn.modules import LIFTorch
-class Info(ctypes.Structure):
-    names = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
-    _fields_ = [(f, ctypes.c_size_t) for f in names.split()]
-libc = ctypes.CDLL("libc.so.6")
-if not hasattr(libc, "mallinfo2"):
-    print(-1); sys.exit()
-libc.mallinfo2.restype = Info
 with torch.set_grad_enabled(sys.argv[1] == "train"):
     LIFTorch(2)(torch.ones(1, 3, 2))
-before = libc.mallinfo2().hblkhd
-x = torch.empty(40 * 2**20 // 4)
-print(libc.mallinfo2().hblkhd - before)
 """
+    + TENSOR_40MB
+)
 
 
 @pytest.mark.parametrize(

@@ -46,22 +46,7 @@ __all__ = [
     "forward_data",
 ]
 
-PARAMS = (
-    "in_lo",
-    "in_hi",
-    "sub",
-    "gain",
-    "div",
-    "base",
-    "top",
-    "step",
-    "origin",
-    "out_lo",
-    "out_hi",
-    "magic",
-    "zero",
-    "one",
-)
+PARAMS = _grid.LAYOUT[:14]
 """The entries of the parameter array ``p`` (in the tensor's float type), in order (the first
 entries of :data:`snnqat.transform._grid.LAYOUT`)."""
 
