@@ -353,6 +353,7 @@ def test_threaded_pieces_equal_one_piece(monkeypatch, maintain_zero, output_rang
     kwargs = dict(output_range=output_range, maintain_zero=maintain_zero)
     threads = torch.get_num_threads()
     results = []
+    monkeypatch.setattr(fr, "ONE_CALL_MAX", 0)  # the threaded pieces, not the one-call path
     for min_chunk, n_threads in ((1 << 30, 1), (1000, 3)):
         monkeypatch.setattr(fr, "MIN_CHUNK", min_chunk)
         torch.set_num_threads(n_threads)
