@@ -321,7 +321,14 @@ class LIFTorch(TorchModule):
             self._config(integer),
             record=self._record,
         )
-        self.vmem, self.isyn, self.spikes = res.vmem_last, res.isyn_last, res.spikes_last
+        # the new states, straight into their buffers (what assigning them does, without the
+        # registration checks on every call)
+        states = self._buffers
+        states["vmem"], states["isyn"], states["spikes"] = (
+            res.vmem_last,
+            res.isyn_last,
+            res.spikes_last,
+        )
         out = res.spikes
         if offset is not None:  # aliased spikes pass their gradient straight through
             out = out + (offset - offset.detach())

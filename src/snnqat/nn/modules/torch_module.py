@@ -239,11 +239,12 @@ class TorchModule(ModuleBase, nn.Module):
         Returns:
             ``(output, self.state(), record_dict)``; the record is ``{}`` unless ``record``.
         """
-        self._record = bool(record)
+        attrs = self.__dict__  # a plain flag: no registration checks on every call
+        attrs["_record"] = bool(record)
         try:
             out = nn.Module.__call__(self, input_data)
         finally:
-            self._record = False
+            attrs["_record"] = False
         rec = self.__dict__.pop("_record_dict", {})
         return out, self.state(), rec if record else {}
 
