@@ -312,6 +312,9 @@ def test_wrapper_puts_the_parameters_back_also_when_the_call_raises():
     with pytest.raises(ValueError, match="expected 2 channels"):
         wrapped(torch.ones(1, 1, 3))
     assert lin.weight is original and isinstance(lin._parameters["weight"], nn.Parameter)
+    del lin._parameters["weight"]  # gone after patching: no silent fallback to anything else
+    with pytest.raises(AttributeError, match="has no parameter or buffer 'weight'"):
+        wrapped(torch.ones(1, 1, 2))
 
 
 def test_wrapper_state_is_the_state_query_and_a_transformed_buffer_keeps_its_end_value():
