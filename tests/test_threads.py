@@ -64,3 +64,64 @@ def test_split_gives_contiguous_balanced_ranges():
         assert split(10, 5, 100) == [(0, 10)]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_pieces_run_on_several_threads_and_errors_come_back():
+    import threading
+    import time
+
+    import snnqat._threads as threads
+
+    seen = set()
+
+    def piece(i, a, b):
+        seen.add(threading.get_ident())
+        time.sleep(0.02)  # (releases the GIL) long enough for the pieces to overlap
+        return i
+
+    if torch.get_num_threads() < 2:
+        pytest.skip("one thread")
+    assert run_pieces(piece, [(0, 1), (1, 2)]) == [0, 1]
+    assert len(seen) == 2
+
+    def failing(i, a, b):
+        if i == 1:
+            raise ValueError("piece 1 failed")
+        return i
+
+    with pytest.raises(ValueError, match="piece 1 failed"):
+        run_pieces(failing, [(0, 1), (1, 2)])
+    # a team smaller than the pieces still runs every piece
+    job = threads._Job(lambda i, a, b: (i, a, b), [(0, 1), (1, 2), (2, 3)])
+    job.run(0, 1)
+    assert job.results == [(0, 0, 1), (1, 1, 2), (2, 2, 3)]
+
+
+def test_torch_openmp_team_is_used_where_torch_ships_libgomp():
+    import glob
+    import os
+
+    import snnqat._threads as threads
+
+    shipped = glob.glob(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp*.so*"))
+    openmp = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+    assert (threads._openmp() is not None) == bool(shipped and openmp)
+
+
+def test_a_forked_child_uses_the_pool():
+    import os
+    import warnings
+
+    import snnqat._threads as threads
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    threads._openmp()
+    with warnings.catch_warnings():  # (3.12+ warns about fork in a threaded process)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: the parent's OpenMP threads do not exist here
+        ok = threads._openmp() is None and run_pieces(lambda i, a, b: i, [(0, 1), (1, 2)]) == [0, 1]
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
