@@ -182,7 +182,7 @@ def split(units: int, work: int, min_work: int) -> list[tuple[int, int]]:
 
     As many ranges as ``torch.get_num_threads()``, but at most one per unit and at most
     ``work // min_work`` (each thread gets at least ``min_work`` of the call's ``work``;
-    handing a piece to a pool thread costs more than a small piece itself).
+    handing a piece to another thread costs more than a small piece itself).
 
     Example:
         >>> split(16, 10**5, 2**18)  # too little work for a second thread

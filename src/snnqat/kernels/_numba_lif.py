@@ -748,11 +748,12 @@ def _empty(flag: bool, *shape: int, dtype: torch.dtype) -> Tensor:
 
 
 # --------------------------------------------------------------------------- threads
-# The compiled kernels are serial and release the GIL (``nogil``); batch chunks run on a
-# small pool of Python threads. (numba's ``parallel=True`` compiles ~5x slower.)
+# The compiled kernels are serial and release the GIL (``nogil``); batch chunks run on the
+# threads of torch's own OpenMP team (see :mod:`snnqat._threads`). (numba's ``parallel=True``
+# compiles ~5x slower.)
 MIN_WORK_PER_THREAD = 2**19
 """Neuron-steps (``B·T·N·S``) that each thread of a call must have at least; smaller calls
-use fewer threads (handing work to a pool thread and waiting for it costs more than a
+use fewer threads (handing work to another thread and waiting for it costs more than a
 small layer's whole loop)."""
 
 
