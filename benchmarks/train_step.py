@@ -9,7 +9,9 @@ Variants of snnqat: ``plain``; ``param`` (stochastic rounding on the weights); `
 ``bitshift`` (bit-shift leaks).
 ``--peers`` adds, interleaved in the same run, the reference (PyPI ``rockpool``), snnTorch
 (Linear + ``Synaptic``) and the GEMM floor (the network's matrix products alone: forward,
-grad-input, grad-weight; the recurrent ones one time step at a time).
+grad-input, grad-weight; the recurrent ones one time step at a time). Each repeat times the
+entries in a new order (a seeded shuffle, the same orders in every run), so that no entry always
+follows the same one.
 
 The table reports, per size, the training-step time of each entry relative to the plain
 snnqat step (``x plain``), the speed-up of snnqat over the reference and snnTorch
@@ -38,6 +40,7 @@ import gc
 import json
 import math
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -299,7 +302,8 @@ def time_ms(fn: Callable) -> float:
 def run(
     sizes: list[str], peers: bool, repeats: int, variants: list[str], memory: bool = True
 ) -> list[dict]:
-    """Time every entry of every size (interleaved) and measure its peak memory."""
+    """Time every entry of every size (interleaved, in a shuffled order per repeat) and
+    measure its peak memory."""
     rows = []
     for size_name in sizes:
         size = SIZES[size_name]
@@ -313,9 +317,13 @@ def run(
             infer()
         n_rep = {e: _repeats(e[0], size_name, repeats) for e in entries}
         times = {e: ([], []) for e in entries}
-        for r in range(max(n_rep.values())):  # interleaved
-            for e, (train, infer) in closures.items():
+        order = list(closures)
+        shuffle = random.Random(0).shuffle  # seeded: the same orders in every run
+        for r in range(max(n_rep.values())):  # interleaved, in a new order every repeat
+            shuffle(order)  # (no entry always follows the same one: its caches, its threads)
+            for e in order:
                 if r < n_rep[e]:
+                    train, infer = closures[e]
                     times[e][0].append(time_ms(train))
                     times[e][1].append(time_ms(infer))
         for e in closures:
