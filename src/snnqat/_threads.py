@@ -109,7 +109,7 @@ _BODY_TYPE = ctypes.CFUNCTYPE(None, ctypes.py_object)
 class _Job:
     """The pieces of one :func:`run_pieces` call, run by the threads of an OpenMP team."""
 
-    __slots__ = ("error", "fn", "pieces", "results", "team")
+    __slots__ = ("error", "fn", "pieces", "results")
 
     def __init__(self, fn: Callable[[int, int, int], object], pieces: list[tuple[int, int]]):
         self.fn, self.pieces = fn, pieces
