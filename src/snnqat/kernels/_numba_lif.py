@@ -718,8 +718,9 @@ def _backward_blas_steps(  # noqa: ANN202, PLR0913
 # --------------------------------------------------------------------------- wrappers
 BLAS_STEP_MIN_MACS = 2**20
 """Recurrent products of at least this many multiply-adds per step (``B·N·N·S``) run as one
-BLAS matrix product per time step (from Python, between calls of the compiled step
-function); smaller ones as sparse loops inside the compiled kernels."""
+BLAS matrix product per time step and thread chunk (torch's ``?gemm`` called from the compiled
+time loop; ``torch.mm`` from a Python loop where torch exports none); smaller ones as sparse
+loops inside the compiled kernels."""
 
 
 W_GRAD_SPLIT_MIN = 2**20

@@ -76,6 +76,7 @@ import torch
 
 from snnqat.transform import _grid
 from snnqat.transform._fused_rounding import (
+    _FLOAT_TYPES,
     DataRange,
     Grid,
     data_range_fusable,
@@ -191,8 +192,6 @@ def quantization_levels(
 # the range is given (cached) or taken from a CPU tensor, else on small tensors (a range taken
 # from the data of a GPU tensor stays on the device: no synchronisation). One pass over the
 # tensor then rounds it (``round_onto_grid``).
-
-_FLOAT_TYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 _is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 _is_functorch_tensor = getattr(torch._C._functorch, "is_functorch_wrapped_tensor", lambda t: False)
