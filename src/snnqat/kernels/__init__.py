@@ -5,6 +5,8 @@
 * :func:`exp_syn_scan`: an exponential synapse over a sequence.
 * :class:`StepPWL`, :class:`PeriodicExponential`: stand-alone multi-spike functions with
   surrogate gradients; :func:`spike_count` and the ``*_grads`` helpers hold their formulas.
+* :func:`matmul_with_shortcut`: ``x @ W`` for a block with a residual shortcut, the input's
+  two gradients summed inside the backward product.
 * :func:`bitshift_decay`: the hardware decay ``v - dec(v, dash)``.
 * :class:`HardwareOptions`, :func:`delivery_bounds`, :func:`delay_steps`: integer delivery of
   spikes through saturating synapses (hardware-faithful mode).
@@ -22,6 +24,7 @@ from snnqat.kernels.lif import (
     exp_syn_scan,
     lif_scan,
 )
+from snnqat.kernels.linear import matmul_with_shortcut
 from snnqat.kernels.surrogates import (
     SURROGATE_GRADS,
     PeriodicExponential,
@@ -45,6 +48,7 @@ __all__ = [
     "bitshift_decay",
     "exp_syn_scan",
     "lif_scan",
+    "matmul_with_shortcut",
     "periodic_exponential_grads",
     "release_cuda_graphs",
     "spike_count",

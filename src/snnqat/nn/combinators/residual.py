@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+from torch import nn
+
 from snnqat.nn.combinators.sequential import TorchSequential
 
 __all__ = ["Residual", "TorchResidual"]
@@ -42,13 +45,34 @@ class TorchResidual(TorchSequential):
         """
         data, _ = self._auto_batch(input_data)
         if self.alias:
-            last = list(self._modules.values())[-1]
-            while "_mod" in last._modules:  # look through transformation wrappers
-                last = last._modules["_mod"]
+            last = _innermost(list(self._modules.values())[-1])
             last.__dict__["_spike_offset"] = data
             return super().evolve(data, record=record)
-        out, state, rec = super().evolve(data, record=record)
-        return out + data, state, rec
+        first = _innermost(list(self._modules.values())[0])
+        first.__dict__["_shortcut"] = shortcut = _Shortcut(data)
+        try:
+            out, state, rec = super().evolve(data, record=record)
+        finally:
+            first.__dict__.pop("_shortcut", None)
+        # A first LinearTorch that took ``data`` returned an alias of it to add here (its
+        # gradient is then summed inside the Linear's backward product, one pass fewer).
+        return out + (data if shortcut.skip is None else shortcut.skip), state, rec
+
+
+class _Shortcut:
+    """The residual input offered to the block's first module, and the alias it returns."""
+
+    __slots__ = ("input", "skip")
+
+    def __init__(self, data: torch.Tensor) -> None:
+        self.input, self.skip = data, None
+
+
+def _innermost(mod: nn.Module) -> nn.Module:
+    """``mod`` without its transformation wrappers."""
+    while "_mod" in mod._modules:
+        mod = mod._modules["_mod"]
+    return mod
 
 
 def Residual(*mods: Any, **kwargs: Any) -> TorchResidual:  # noqa: N802 - factory

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from snnqat.kernels import HardwareOptions, delay_steps, delivery_bounds
+from snnqat.kernels import HardwareOptions, delay_steps, delivery_bounds, matmul_with_shortcut
 from snnqat.nn.modules._init import checked_value, kaiming_transposed, uniform_fan_in
 from snnqat.nn.modules.torch_module import TorchModule
 from snnqat.parameters import Parameter
@@ -76,10 +76,14 @@ class LinearTorch(TorchModule):
         ``(B, T, Nout, 3)``: the summed currents and the bounds of their saturating
         delivery (:func:`snnqat.kernels.delivery_bounds`), which an integer-mode LIF applies.
         """
+        shortcut = self.__dict__.pop("_shortcut", None)  # set by a residual block, see there
         data, _ = self._auto_batch(data)
         if self.hardware is not None:
             return _hardware_forward(data, self.weight, self.hardware)
-        out = data @ self.weight
+        if shortcut is not None and data is shortcut.input:
+            out, shortcut.skip = matmul_with_shortcut(data, self.weight)
+        else:
+            out = data @ self.weight
         return out + self.bias if self.bias is not None else out
 
     def as_graph(self) -> Any:
