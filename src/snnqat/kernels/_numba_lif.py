@@ -723,11 +723,6 @@ time loop; ``torch.mm`` from a Python loop where torch exports none); smaller on
 loops inside the compiled kernels."""
 
 
-W_GRAD_SPLIT_MIN = 2**20
-"""From this many spike entries ``B·T·N`` on, the ``W_rec`` gradient is one BLAS product per
-batch element (no shifted copy of the spikes); below, one product over a shifted copy."""
-
-
 def _np(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarray:
     """A C-contiguous numpy view (or an empty placeholder of the right rank for ``None``)."""
     if t is None:
@@ -1084,20 +1079,22 @@ def backward(
 
 
 def _w_rec_grad(spikes0: Tensor, spikes: Tensor, lam_r: Tensor) -> Tensor:
-    """``Σ_b Σ_t s_{t-1}ᵀ λr_t`` as BLAS products (faster than sparse updates in the loop).
+    """``Σ_b Σ_t s_{t-1}ᵀ λr_t`` as one BLAS product over all rows, with no shifted copy.
 
-    Small inputs: one product with a shifted copy of the spikes. Large inputs (see
-    :data:`W_GRAD_SPLIT_MIN`): one product per batch element over its time steps ``t >= 1``
-    (contiguous slices, no copy), plus one over the batch for ``t = 0`` (measured 10-20%
-    faster at 3M+ elements).
+    Row ``r`` of the flat spikes ``(B·T, N)`` pairs with row ``r + 1`` of the flat ``λr``:
+    that is ``s_{t-1}ᵀ λr_t`` everywhere except across batch elements, where the last step of
+    element ``b`` would meet the first step of ``b + 1``. Those ``λr`` rows (``t = 0``) are
+    zeroed for the product and restored bitwise afterwards (``lam_r`` is the caller's buffer);
+    the ``t = 0`` term ``s0ᵀ λr_0`` is one more product. Measured against a shifted copy
+    (small inputs) and one product per batch element (large ones): 9.2 → 7.9 ms at
+    ``(64, 200, 256)``, 153 → 145 ms at ``(128, 500, 512)``.
     """
     b, t, n = spikes.shape
-    lam_r = lam_r.view(b, t, -1)
-    if b * t * n < W_GRAD_SPLIT_MIN:
-        s_prev = torch.cat((spikes0.unsqueeze(1), spikes[:, :-1]), 1)
-        return s_prev.reshape(b * t, n).t() @ lam_r.reshape(b * t, -1)
-    g_w = spikes0.t() @ lam_r[:, 0]
-    if t > 1:
-        for s_b, l_b in zip(spikes.unbind(0), lam_r.unbind(0)):
-            g_w.addmm_(s_b[:-1].t(), l_b[1:])
-    return g_w
+    lam = lam_r.view(b, t, -1)
+    first = lam[:, 0].clone()
+    lam[1:, 0] = 0
+    try:
+        g_w = spikes.reshape(b * t, n)[:-1].t() @ lam.reshape(b * t, -1)[1:]
+    finally:
+        lam[:, 0] = first
+    return g_w.addmm_(spikes0.t(), first)
