@@ -61,6 +61,7 @@ def test_compiled_time_loop_equals_the_python_loop_bitwise(dtype, monkeypatch):
     """Forward and backward of a recurrent layer with the products in the compiled loop and
     between compiled steps in Python: the same values, bit for bit, on 2 threads."""
     monkeypatch.setattr(nb, "BLAS_STEP_MIN_MACS", 0)
+    monkeypatch.setattr(nb, "PY_BLAS_STEP_MIN_MACS", 0)
     monkeypatch.setattr(nb, "MIN_WORK_PER_THREAD", 1)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

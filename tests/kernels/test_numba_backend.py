@@ -42,6 +42,7 @@ def rec_mode(request, monkeypatch):
     mode = request.param
     blas = mode.startswith("rec-blas")
     monkeypatch.setattr(nb, "BLAS_STEP_MIN_MACS", 0 if blas else 2**62)
+    monkeypatch.setattr(nb, "PY_BLAS_STEP_MIN_MACS", 0 if blas else 2**62)
     if mode == "rec-blas-py":
         monkeypatch.setattr(nb, "_gemm_routine", lambda dt: None)
     return mode
@@ -405,3 +406,17 @@ def test_prefetch_hints_leave_data_unchanged_even_past_the_end(dtype):
     before = a.copy()
     assert touch(a) == float(before.sum())
     np.testing.assert_array_equal(a, before)
+
+
+def test_recurrent_product_mode_thresholds(monkeypatch):
+    """Compiled per-step products from ``BLAS_STEP_MIN_MACS`` multiply-adds per step; where
+    torch exports no ``?gemm`` (Python loop of ``torch.mm``) from ``PY_BLAS_STEP_MIN_MACS``."""
+    w = torch.zeros(64, 64)
+    assert nb._rec_mode(None, 32, torch.float32) == 0
+    small, large = nb.BLAS_STEP_MIN_MACS // w.numel(), nb.PY_BLAS_STEP_MIN_MACS // w.numel()
+    if nb._gemm_routine(torch.float32) is not None:
+        assert nb._rec_mode(w, small, torch.float32) == 2
+        assert nb._rec_mode(w, small - 1, torch.float32) == 1
+    monkeypatch.setattr(nb, "_gemm_routine", lambda dt: None)
+    assert nb._rec_mode(w, large - 1, torch.float32) == 1
+    assert nb._rec_mode(w, large, torch.float32) == 2

@@ -716,11 +716,21 @@ def _backward_blas_steps(  # noqa: ANN202, PLR0913
 
 
 # --------------------------------------------------------------------------- wrappers
-BLAS_STEP_MIN_MACS = 2**20
+BLAS_STEP_MIN_MACS = 2**14
 """Recurrent products of at least this many multiply-adds per step (``B·N·N·S``) run as one
 BLAS matrix product per time step and thread chunk (torch's ``?gemm`` called from the compiled
-time loop; ``torch.mm`` from a Python loop where torch exports none); smaller ones as sparse
-loops inside the compiled kernels."""
+time loop); smaller ones as sparse loops inside the compiled kernels (over the neurons that
+spiked). The crossover, measured for a recurrent layer's forward and backward pass at 0-60% of
+its entries spiking: the sparse loops win at ``B·N·N`` = 1 024 and 4 096 (``B = 4, N = 16``:
+1.41-1.46 against 1.57-1.68 ms; ``B = 1, N = 64``: 1.30-1.47 against 1.52-1.85 ms), break even
+at 16 384 and lose from 32 768 on (``B = 32, N = 64``: 4.0-6.3 against 3.3-3.8 ms; the
+sparse loop's work grows with the spikes, and more than a quarter of the entries spike in every
+trained layer measured); until this stop the threshold was ``2**20``, set when the per-step
+products were still ``torch.mm`` calls from Python."""
+
+PY_BLAS_STEP_MIN_MACS = 2**20
+""":data:`BLAS_STEP_MIN_MACS` where torch exports no ``?gemm`` routine and the per-step
+products are ``torch.mm`` calls from a Python loop (about 10 µs of Python per step)."""
 
 
 def _np(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarray:
@@ -785,11 +795,14 @@ def _gemm_routine(dt: torch.dtype) -> int | None:
     return gemm_address(_NP_DTYPES[dt])
 
 
-def _rec_mode(w_rec: Tensor | None, batch: int) -> int:
-    """0: no recurrence; 1: sparse loops in the kernels; 2: one BLAS product per step."""
+def _rec_mode(w_rec: Tensor | None, batch: int, dt: torch.dtype) -> int:
+    """0: no recurrence; 1: sparse loops in the kernels; 2: one BLAS product per step (the
+    loops' float type ``dt`` decides which ``?gemm`` the compiled loop would call)."""
     if w_rec is None:
         return 0
-    return 2 if batch * w_rec.numel() >= BLAS_STEP_MIN_MACS else 1
+    compiled = _gemm_routine(dt) is not None
+    threshold = BLAS_STEP_MIN_MACS if compiled else PY_BLAS_STEP_MIN_MACS
+    return 2 if batch * w_rec.numel() >= threshold else 1
 
 
 def forward(
@@ -834,7 +847,7 @@ def forward(
     del keep_a
     b, t, n, s = x.shape
     dt = x.dtype
-    mode = _rec_mode(w_rec, b)
+    mode = _rec_mode(w_rec, b, dt)
     # Outputs are allocated in their final shape (never returned as views); the kernels get
     # flat (N·S) views of the synaptic ones.
     spikes = torch.empty(b, t, n, dtype=dt)
@@ -946,7 +959,7 @@ def backward(
     s = beta.shape[1]
     dt = spikes.dtype
     nf = n * s
-    mode = _rec_mode(w_rec, b)
+    mode = _rec_mode(w_rec, b, dt)
     need_beta = bool(need[5])
     need_w = bool(need[8]) and mode != 0
     need_s0 = bool(need[3]) and mode != 0
