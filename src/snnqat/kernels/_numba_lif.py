@@ -720,12 +720,13 @@ BLAS_STEP_MIN_MACS = 2**14
 """Recurrent products of at least this many multiply-adds per step (``B·N·N·S``) run as one
 BLAS matrix product per time step and thread chunk (torch's ``?gemm`` called from the compiled
 time loop); smaller ones as sparse loops inside the compiled kernels (over the neurons that
-spiked). The crossover, measured for a recurrent layer's forward and backward pass at 0-60% of
-its entries spiking: the sparse loops win at ``B·N·N`` = 1 024 and 4 096 (``B = 4, N = 16``:
-1.41-1.46 against 1.57-1.68 ms; ``B = 1, N = 64``: 1.30-1.47 against 1.52-1.85 ms), break even
-at 16 384 and lose from 32 768 on (``B = 32, N = 64``: 4.0-6.3 against 3.3-3.8 ms; the
-sparse loop's work grows with the spikes, and more than a quarter of the entries spike in every
-trained layer measured); until this stop the threshold was ``2**20``, set when the per-step
+spiked). The crossover, measured for a recurrent layer's forward and backward pass (random
+weights; inputs giving 0%, about 30% and about 60% of the entries spiking): the sparse loops
+win at ``B·N·N`` = 1 024 and 4 096 (``B = 4, N = 16``: 1.41-1.46 against 1.57-1.68 ms;
+``B = 1, N = 64``: 1.30-1.47 against 1.52-1.85 ms), break even at 16 384 and lose from 32 768
+on (``B = 32, N = 64``: 4.0-6.3 against 3.3-3.8 ms; even with no spike at all the BLAS step is
+as fast, as the backward pass skips the products where no membrane is in the surrogate's
+window). Until the 2026-11-28 stop the threshold was ``2**20``, set when the per-step
 products were still ``torch.mm`` calls from Python."""
 
 PY_BLAS_STEP_MIN_MACS = 2**20
