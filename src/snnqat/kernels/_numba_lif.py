@@ -763,7 +763,7 @@ MIN_WORK_PER_THREAD = 2**16
 use fewer threads (handing work to another thread and waiting for it costs more than a
 small layer's whole loop). ``2**19`` until the loops ran on torch's OpenMP team, whose
 hand-off is cheaper than the pool's: with ``2**16`` the S-size recurrent layer ``(32, 100,
-64)``, forward and backward, took 3.8-3.9 instead of 4.9-5.1 ms and the M-size output layer
+64)``, forward and backward, took 3.8-4.0 instead of 4.9-5.1 ms and the M-size output layer
 ``(64, 200, 16)`` 3.0-3.1 instead of 3.3-3.4 ms; ``(8, 100, 64)`` stays one piece."""
 
 
