@@ -724,10 +724,11 @@ spiked). The crossover, measured for a recurrent layer's forward and backward pa
 weights; inputs giving 0%, about 30% and about 60% of the entries spiking): the sparse loops
 win at ``B·N·N`` = 1 024 and 4 096 (``B = 4, N = 16``: 1.41-1.46 against 1.57-1.68 ms;
 ``B = 1, N = 64``: 1.30-1.47 against 1.52-1.85 ms), break even at 16 384 and lose from 32 768
-on (``B = 32, N = 64``: 4.0-6.3 against 3.3-3.8 ms). Only a silent layer (no spike at all)
-can run faster in the sparse loops (``B = 32, N = 128``: 4.8 against 6.6 ms). Until the
-2026-11-28 stop the threshold was ``2**20``, set when the per-step products were still
-``torch.mm`` calls from Python."""
+on (``B = 32, N = 64``: 4.0-6.3 against 3.3-3.8 ms); at 6-8% of the entries spiking as well
+(``B = 32, N = 128``: 7.1-7.3 against 5.4-5.5 ms; ``B = 4, N = 64``: even). Only a silent
+layer (no spike at all) can run faster in the sparse loops (``B = 32, N = 128``: 4.8 against
+6.6 ms). Until the 2026-11-28 stop the threshold was ``2**20``, set when the per-step products
+were still ``torch.mm`` calls from Python."""
 
 PY_BLAS_STEP_MIN_MACS = 2**20
 """:data:`BLAS_STEP_MIN_MACS` where torch exports no ``?gemm`` routine and the per-step
