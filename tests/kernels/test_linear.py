@@ -78,6 +78,22 @@ def test_plain_product_under_functorch_and_for_a_vector_weight() -> None:
     torch.testing.assert_close(out, x @ w)
 
 
+def test_plain_product_under_autocast() -> None:
+    """Under autocast the product's gradient must be cast back, which autograd's own ``mm``
+    node does: the residual network trains in bfloat16 autocast as without the shortcut."""
+    torch.manual_seed(0)
+    net = Sequential(
+        LinearTorch((3, 8)), LIFTorch(8), Residual(LinearTorch((8, 8)), LIFTorch(8))
+    ).to_torch()
+    x = torch.rand(2, 10, 3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = net(x)
+        _, skip = matmul_with_shortcut(x, torch.ones(3, 3))
+    assert skip is x
+    y.float().square().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in net.parameters())
+
+
 def _net(transform: bool) -> torch.nn.Module:
     torch.manual_seed(0)
     net = Sequential(

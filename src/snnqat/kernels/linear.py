@@ -71,9 +71,12 @@ def matmul_with_shortcut(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
 
     Returns:
         ``(x @ w, skip)``; ``skip`` has ``x``'s values and must be used instead of ``x`` for
-        the shortcut, so that its gradient reaches the product.
+        the shortcut, so that its gradient reaches the product. Under ``torch.compile``,
+        ``torch.autocast`` and functorch transforms (and for a weight that is not a matrix) the
+        product is the plain ``x @ w`` and ``skip`` is ``x`` itself.
     """
     plain = w.ndim != 2 or x.ndim < 2 or torch.compiler.is_compiling()
+    plain = plain or torch.is_autocast_enabled(x.device.type)  # autograd casts the gradients
     if plain or torch._C._are_functorch_transforms_active():
-        return x @ w, x  # plain autograd (traced code, functorch transforms, other shapes)
+        return x @ w, x  # plain autograd (traced code, autocast, functorch transforms, shapes)
     return _MatmulShortcut.apply(x, w)
