@@ -372,21 +372,10 @@ def _repeats(impl: str, size: str, repeats: int) -> int:
     return repeats
 
 
-RATIOS = (
-    "x_plain",
-    "rockpool_over_this",
-    "snntorch_over_this",
-    "this_over_floor",
-    "x_plain_min",
-    "this_over_floor_min",
-    "mem_over_rockpool",
-)
-
-
 def add_ratios(rows: list[dict]) -> list[dict]:
     """Add the ratio columns (NaN where a reference entry is missing) to every row."""
     by_key = {(r["size"], r["impl"], r["variant"]): r for r in rows}
-    nan = {"train_med": math.nan, "peak_mb": math.nan}
+    nan = {"train_med": math.nan, "train_min": math.nan, "peak_mb": math.nan}
     for r in rows:
         size = r["size"]
         plain = by_key.get((size, "snnqat", "plain"), nan)
@@ -400,8 +389,8 @@ def add_ratios(rows: list[dict]) -> list[dict]:
         r["this_over_floor"] = t / floor["train_med"]
         # the same from the fastest step of each entry (on a shared machine the slow steps are
         # the ones that other work interrupted; the medians scatter more between runs)
-        r["x_plain_min"] = r["train_min"] / plain.get("train_min", math.nan)
-        r["this_over_floor_min"] = r["train_min"] / floor.get("train_min", math.nan)
+        r["x_plain_min"] = r["train_min"] / plain["train_min"]
+        r["this_over_floor_min"] = r["train_min"] / floor["train_min"]
         r["mem_over_rockpool"] = r["peak_mb"] / rock["peak_mb"] if rock["peak_mb"] > 0 else math.nan
     return rows
 
