@@ -654,19 +654,27 @@ def test_one_call_path_equals_the_resolved_grid_path(monkeypatch, dtype, output_
 
 
 @pytest.mark.skipif(not fr.fused_available(), reason="numba is not installed")
-def test_abs_max_of_the_one_call_path():
+@pytest.mark.parametrize("ftype", [np.float32, np.float64])
+def test_abs_max_of_the_one_call_path(ftype):
     from hypothesis import given, settings
     from hypothesis import strategies as st
     from hypothesis.extra.numpy import arrays
 
-    from snnqat.transform._fused_kernels import _abs_max
+    from snnqat.transform._fused_kernels import abs_max
 
-    elements = st.floats(width=32, allow_nan=False) | st.sampled_from([-0.0, np.inf, -np.inf])
+    utype, magnitude = fr._BITS[ftype]
+    width = 32 if ftype is np.float32 else 64
+    specials = st.sampled_from([-0.0, np.inf, -np.inf, np.nan, -np.nan])
+    elements = st.floats(width=width, allow_nan=True) | specials
 
-    @settings(max_examples=200, deadline=None)
-    @given(arrays(np.float32, st.integers(1, 70), elements=elements))
+    @settings(max_examples=300, deadline=None)
+    @given(arrays(ftype, st.integers(1, 70), elements=elements))
     def check(x):
-        got = _abs_max(x)
-        assert got == np.abs(x).max() and not np.signbit(got)
+        got, nan = abs_max(x, x.view(utype), magnitude)
+        assert nan == bool(np.isnan(x).any())
+        if nan:
+            assert np.isnan(got)
+        else:
+            assert got == np.abs(x).max() and not np.signbit(got)
 
     check()

@@ -38,6 +38,7 @@ from snnqat.transform import _grid
 __all__ = [
     "BLOCK",
     "PARAMS",
+    "abs_max",
     "add_ties",
     "backward_data",
     "backward_mask",
@@ -121,36 +122,39 @@ _fill_grid = njit(**_INLINE)(_grid.fill_grid)
 
 
 @njit(**_JIT)
-def _abs_max(x):  # noqa: ANN001, ANN202
-    """``max |x|`` of a NaN-free ``x``, on 16 interleaved running maxima (a single running
-    maximum does not vectorise: about 5x slower). Exact: the maximum does not round."""
-    acc = np.zeros(16, x.dtype)
-    n = x.size - x.size % 16
-    for i in range(0, n, 16):
-        for j in range(16):
-            a = abs(x[i + j])
-            acc[j] = a if a > acc[j] else acc[j]
-    m = acc.max()
-    for i in range(n, x.size):
-        a = abs(x[i])
-        m = a if a > m else m
-    return m
+def abs_max(x, bits, magnitude):  # noqa: ANN001, ANN201
+    """``(max |x|, whether x holds a NaN)`` in one pass over the bits of ``x``.
+
+    ``bits`` is ``x`` viewed as unsigned integers of its width and ``magnitude`` the mask of
+    all bits but the sign (``0x7fffffff`` for float32). Without the sign bit, IEEE floats
+    order as their bit patterns (``+0 < subnormals < normals < inf``) and every NaN lies
+    above ``inf``, so the integer maximum (which vectorises, a float maximum with a NaN check
+    does not) is ``max |x|``, or a NaN when there is one. Exact: nothing rounds. ``x`` must
+    not be empty.
+    """
+    m = bits[0] & magnitude
+    for i in range(bits.size):
+        b = bits[i] & magnitude
+        m = b if b > m else m
+    cell = np.empty(1, bits.dtype)
+    cell[0] = m
+    value = cell.view(x.dtype)[0]
+    return value, value != value
 
 
 @njit(**_JIT)
-def forward_data(x, u, out, mask, p, output_given):  # noqa: ANN001, ANN201
+def forward_data(x, u, out, mask, p, output_given, bits, magnitude):  # noqa: ANN001, ANN201, PLR0913
     """:func:`forward` on the zero-anchored grid of the data's own range ``[-M, M]``.
 
-    ``M = max|x|`` (NaN if ``x`` holds a NaN); the grid of ``[-M, M]`` onto the output range
+    ``M = max|x|`` (NaN if ``x`` holds a NaN), from :func:`abs_max` of ``bits`` (``x`` viewed as
+    unsigned integers) and ``magnitude``; the grid of ``[-M, M]`` onto the output range
     (``[-M, M]`` too, unless ``output_given``: then ``p[9]``, ``p[10]``) is written into ``p``
     (a :func:`snnqat.transform._grid.template` array) by the compiled
     :func:`snnqat.transform._grid.fill_grid`, then ``x`` is rounded. One call instead of a
     reduction, the grid in Python and the pass. ``x`` must not be empty.
     """
-    nan = False
-    for i in range(x.size):
-        nan |= x[i] != x[i]
-    m = p[17] if nan else _abs_max(x)
+    m, nan = abs_max(x, bits, magnitude)
+    m = p[17] if nan else m
     out_lo, out_hi = (p[9], p[10]) if output_given else (-m, m)
     _fill_grid(p, -m, m, out_lo, out_hi, True)
     forward(x, u, out, mask, p)

@@ -424,6 +424,13 @@ class _DataRound(torch.autograd.Function):
 
 _FLOAT_TYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
+_BITS = {
+    np.float32: (np.uint32, np.uint32(2**31 - 1)),
+    np.float64: (np.uint64, np.uint64(2**63 - 1)),
+}
+"""Per float type: the unsigned integer type of its width and the mask of all bits but the
+sign (what :func:`snnqat.transform._fused_kernels.abs_max` reads)."""
+
 
 ONE_CALL_MAX = MIN_CHUNK
 """Elements up to which :func:`round_data_range` takes a tensor: the tensors that one thread
@@ -451,7 +458,9 @@ def _data_forward(
     ftype = _FLOAT_TYPES[x.dtype]
     params = _grid.template(ftype, num_levels, *(output_range or (0.0, 0.0)))
     out = torch.empty(x.shape, dtype=x.dtype)
-    _kernels().forward_data(_flat(x), _flat(u), _flat(out), None, params, output_range is not None)
+    xs, (utype, magnitude) = _flat(x), _BITS[ftype]
+    bits, given = xs.view(utype), output_range is not None
+    _kernels().forward_data(xs, _flat(u), _flat(out), None, params, given, bits, magnitude)
     return out, params
 
 
