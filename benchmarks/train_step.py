@@ -6,7 +6,10 @@ B=128, T=500. A training step is zero_grad, forward, loss, backward, optimizer s
 
 Variants of snnqat: ``plain``; ``param`` (stochastic rounding on the weights); ``param+act``
 (plus deterministic rounding of the Linear outputs onto 256 levels of their own range);
-``bitshift`` (bit-shift leaks).
+``bitshift`` (bit-shift leaks). Two probes, run only when named in ``--variants``, bound what
+any activity transform can cost: ``param+act-identity`` (the ``param`` network with an
+``ActWrapper`` of the identity on each Linear) and ``param+act-scale`` (with ``a * 1.0``, the
+cheapest differentiable element-wise transform: one pass forward, one backward).
 ``--peers`` adds, interleaved in the same run, the reference (PyPI ``rockpool``), snnTorch
 (Linear + ``Synaptic``) and the GEMM floor (the network's matrix products alone: forward,
 grad-input, grad-weight; the recurrent ones one time step at a time). Each repeat times the
@@ -88,7 +91,7 @@ def snnqat_net(size: dict, variant: str):
         LIFTorch(size["nout"], **kw),
     )
     _tame(net[2][1].w_rec)
-    if variant in ("param", "param+act"):
+    if variant.startswith("param"):
         cfg = tt.make_param_T_config(
             net, lambda p: tt.stochastic_rounding(p, num_levels=2**8), "weights"
         )
@@ -102,7 +105,26 @@ def snnqat_net(size: dict, variant: str):
             net, lambda a: tt.deterministic_rounding(a, num_levels=256), LinearTorch
         )
         net = tt.make_act_T_network(net, acfg)
+    elif variant in ACT_PROBES:
+        acfg = tt.make_act_T_config(net, ACT_PROBES[variant], LinearTorch)
+        net = tt.make_act_T_network(net, acfg)
     return net
+
+
+def _identity(a: torch.Tensor) -> torch.Tensor:
+    return a
+
+
+def _scale(a: torch.Tensor) -> torch.Tensor:
+    return a * 1.0
+
+
+VARIANTS = ("plain", "param", "param+act", "bitshift")
+"""The snnqat variants of the table."""
+
+ACT_PROBES = {"param+act-identity": _identity, "param+act-scale": _scale}
+"""The probe variants: the ``param`` network with a trivial activity transform on each Linear
+(what the wrappers cost; what the cheapest element-wise transform costs)."""
 
 
 def _tame(w_rec: torch.Tensor) -> None:
@@ -455,7 +477,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--variants", nargs="+", default=["plain", "param", "param+act", "bitshift"]
+        "--variants",
+        nargs="+",
+        default=list(VARIANTS),
+        choices=[*VARIANTS, *ACT_PROBES],
+        help="snnqat variants to time (default: the four of the table; the probes "
+        f"{', '.join(ACT_PROBES)} only when named)",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny size, 2 repeats, no memory (for CI)"

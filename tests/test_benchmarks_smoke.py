@@ -35,8 +35,9 @@ def test_train_step_benchmark_smoke(tmp_path):
 
 def test_transformed_variants_fire_as_the_plain_network(monkeypatch):
     """The ``x plain`` ratios compare the transforms' cost: the ``param`` and ``param+act``
-    networks of the benchmark must do the same work as the plain one, i.e. fire alike (an
-    activity transform that rescaled the currents made one fire 2.4x as much)."""
+    networks of the benchmark (and the probes) must do the same work as the plain one, i.e.
+    fire alike (an activity transform that rescaled the currents made one fire 2.4x as
+    much)."""
     import torch
 
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
@@ -44,14 +45,15 @@ def test_transformed_variants_fire_as_the_plain_network(monkeypatch):
 
     size = ts.SIZES["S"]
     rates = {}
-    for variant in ("plain", "param", "param+act"):
+    variants = ("plain", "param", "param+act", *ts.ACT_PROBES)
+    for variant in variants:
         torch.manual_seed(0)
         x = (torch.rand(size["batch"], size["steps"], size["nin"]) < 0.3).float() * 2
         net = ts.snnqat_net(size, variant)
         with torch.no_grad():
             _, _, rec = net.evolve(x, record=True)
         rates[variant] = [rec[k].mean().item() for k in sorted(rec) if k.endswith("_output")]
-    for variant in ("param", "param+act"):
+    for variant in variants[1:]:
         for got, want in zip(rates[variant], rates["plain"]):
             assert abs(got - want) <= 0.05 * abs(want), (variant, rates)
 
