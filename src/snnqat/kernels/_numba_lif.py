@@ -738,8 +738,21 @@ products are ``torch.mm`` calls from a Python loop (about 10 µs of Python per s
 def _np(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarray:
     """A C-contiguous numpy view (or an empty placeholder of the right rank for ``None``)."""
     if t is None:
-        return np.empty((0,) * ndim, dtype=_NP_DTYPES[dtype])
+        return _placeholder(ndim, dtype)
     return t.detach().contiguous().numpy()
+
+
+_PLACEHOLDERS: dict[tuple[int, torch.dtype], np.ndarray] = {}
+
+
+def _placeholder(ndim: int, dtype: torch.dtype) -> np.ndarray:
+    """A shared zero-size array of rank ``ndim``: the argument the kernels get for an array
+    they do not touch in this call (an unrecorded trace, no noise, no recurrence)."""
+    key = (ndim, dtype)
+    array = _PLACEHOLDERS.get(key)
+    if array is None:
+        array = _PLACEHOLDERS[key] = np.empty((0,) * ndim, dtype=_NP_DTYPES[dtype])
+    return array
 
 
 _NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
@@ -748,11 +761,6 @@ _NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 def _flat(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarray:
     """:func:`_np` of ``t`` with its last two dimensions ``(N, S)`` merged into ``N·S``."""
     return _np(None if t is None else t.flatten(-2), ndim, dtype)
-
-
-def _empty(flag: bool, *shape: int, dtype: torch.dtype) -> Tensor:
-    """A buffer of ``shape``, or an empty one of the same rank when ``flag`` is false."""
-    return torch.empty(shape if flag else (0,) * len(shape), dtype=dtype)
 
 
 # --------------------------------------------------------------------------- threads
@@ -856,10 +864,11 @@ def forward(
     # Outputs are allocated in their final shape (never returned as views); the kernels get
     # flat (N·S) views of the synaptic ones.
     spikes = torch.empty(b, t, n, dtype=dt)
-    a = _empty(mode != 0, b, t, n, s, dtype=dt)
-    vmem = _empty(record, b, t, n, dtype=dt)
-    isyn = _empty(record, b, t, n, s, dtype=dt)
-    irec = _empty(record and mode != 0, b, t, n, s, dtype=dt)
+    # Buffers only where the kernels write them; otherwise they get shared zero-size arrays.
+    a = torch.empty(b, t, n, s, dtype=dt) if mode != 0 else None
+    vmem = torch.empty(b, t, n, dtype=dt) if record else None
+    isyn = torch.empty(b, t, n, s, dtype=dt) if record else None
+    irec = torch.empty(b, t, n, s, dtype=dt) if record and mode != 0 else None
     ckpt = torch.empty(b, -(-t // SEGMENT), 2 * n + n * s, dtype=dt)
     states = (
         vmem0.detach().to(dt, copy=True).contiguous(),
@@ -867,7 +876,7 @@ def forward(
         torch.zeros(b, n, dtype=dt),
     )
     spikes0 = spikes0.detach().to(dt).contiguous()
-    rec_ext = torch.zeros(b, n * s, dtype=dt)
+    rec_ext = torch.zeros(b, n * s, dtype=dt) if mode != 0 else None
     i_flat = _flat(states[1], 2, dt)
     i_sum = i_flat if s == 1 else np.empty((b, n), dtype=i_flat.dtype)
     w_np = _np(w_rec, 2, dt)
@@ -885,7 +894,7 @@ def forward(
         _np(noise, 3, dt),
         float(max_spikes),
         mode,
-        rec_ext.numpy(),
+        _np(rec_ext, 2, dt),
         noise is not None,
         bool(record),
         states[0].numpy(),
@@ -894,8 +903,8 @@ def forward(
         states[2].numpy(),
         spikes0.numpy(),
         spikes.numpy(),
-        _flat(a, 3, dt) if mode != 0 else np.empty((1, 1, n * s), dtype=i_flat.dtype),
-        vmem.numpy(),
+        _flat(a, 3, dt),
+        _np(vmem, 3, dt),
         _flat(isyn, 3, dt),
         _flat(irec, 3, dt),
         ckpt.numpy(),
@@ -971,8 +980,8 @@ def backward(
     need_x = bool(need[0]) or need_w  # the W_rec gradient is formed from λa
     has_gr = mode != 0 and g_irec is not None
     g_x = torch.empty(b, t, n, s, dtype=dt) if need_x else None
-    g_noise = _empty(need[9], b, t, n, dtype=dt)
-    g_s0 = _empty(need_s0, b, n, dtype=dt)
+    g_noise = torch.empty(b, t, n, dtype=dt) if need[9] else None
+    g_s0 = torch.empty(b, n, dtype=dt) if need_s0 else None
     lu, rec_term = torch.zeros(b, n, dtype=dt), torch.zeros(b, n, dtype=dt)
     la = torch.zeros(b, n, s, dtype=dt)
     lr = torch.empty(b, n, s, dtype=dt) if has_gr else la
@@ -1021,7 +1030,7 @@ def backward(
         need_s0,
     )
     states = [ckpt.numpy(), lu.numpy(), _flat(la, 2, dt), _flat(lr, 2, dt), rec_term.numpy()]
-    outputs = [optional(g_x, True, zeros_f.copy()), g_noise.numpy(), g_s0.numpy()]
+    outputs = [optional(g_x, True, zeros_f.copy()), _np(g_noise, 3, dt), _np(g_s0, 2, dt)]
     acc_np, acc_beta_np = acc_n.numpy(), acc_beta.numpy()
     if mode != 2:
 

@@ -798,6 +798,11 @@ def _threshold_grad(t0, t1, adj: _Adjoints, u, spikes, alpha, thr, g_vmem, cfg) 
     return (adj.s[t0:t1] * ds_dthr - lam_v * spikes[t0:t1]).sum((0, 1))
 
 
+def _as(t: Tensor | None, dt: torch.dtype) -> Tensor | None:
+    """``t.to(dt)``, without the call when ``t`` has that type already (``None`` passes)."""
+    return t if t is None or t.dtype == dt else t.to(dt)
+
+
 def lif_scan(
     x: Tensor,
     vmem0: Tensor,
@@ -883,15 +888,15 @@ def lif_scan(
         return _empty_result(x, vmem0, isyn0, spikes0, record)
     out = _LIFScan.apply(
         x,
-        vmem0.to(dt),
-        isyn0.to(dt),
-        spikes0.to(dt),
-        alpha.to(dt),
-        beta.to(dt),
-        bias.to(dt),
-        threshold.to(dt),
-        None if w_rec is None else w_rec.to(dt),
-        None if noise is None else noise.to(dt),
+        _as(vmem0, dt),
+        _as(isyn0, dt),
+        _as(spikes0, dt),
+        _as(alpha, dt),
+        _as(beta, dt),
+        _as(bias, dt),
+        _as(threshold, dt),
+        _as(w_rec, dt),
+        _as(noise, dt),
         config,
         bool(record),
     )
