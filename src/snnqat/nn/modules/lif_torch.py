@@ -352,16 +352,22 @@ _TAU, _DECAY, _DASH = "tau", "decay", "dash"
 
 
 def _convert(value: torch.Tensor, mode: str, kind: str, dt: float) -> torch.Tensor:
-    """Convert a leak value given in ``mode``'s native representation into ``kind``."""
-    decay = {
-        "taus": lambda v: torch.exp(-dt / v),
-        "decays": lambda v: v,
-        "bitshifts": lambda v: 1.0 - torch.pow(2.0, -v),
-    }[mode](value)
+    """Convert a leak value given in ``mode``'s native representation into ``kind``.
+
+    ``-dt / v`` is written as ``v.reciprocal() * -dt``: the operations torch's ``__rdiv__``
+    performs (the same values and gradients), without its Python wrapper (this runs twice per
+    LIF layer and forward call).
+    """
+    if mode == "taus":
+        decay = torch.exp(value.reciprocal() * -dt)
+    elif mode == "decays":
+        decay = value
+    else:
+        decay = 1.0 - torch.pow(2.0, -value)
     if kind == _DECAY:
         return decay
     if kind == _TAU:
-        return value if mode == "taus" else -dt / torch.log(decay)
+        return value if mode == "taus" else torch.log(decay).reciprocal() * -dt
     # decay >= 1 (a time constant trained to <= 0) maps to the slowest leak, never to NaN
     return value if mode == "bitshifts" else -torch.log2((1.0 - decay).clamp_min(2.0**-30))
 
