@@ -252,3 +252,22 @@ def test_transform_import_is_light_decision_28():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_leak_conversions_are_the_plain_formulas_bitwise(dtype):
+    """``alpha = exp(-dt / tau)`` and ``tau = -dt / log(alpha)``: the values and gradients of
+    the written-out formulas, bit for bit."""
+    from snnqat.nn.modules import lif_torch as lif_mod
+
+    dt = 1e-3
+    gen = torch.Generator().manual_seed(0)
+    tau = (torch.rand(257, generator=gen, dtype=dtype) * 0.1 + 1e-4).requires_grad_()
+    got = lif_mod._convert(tau, "taus", "decay", dt)
+    want = torch.exp(-dt / tau)
+    assert torch.equal(got, want)
+    (g_got,) = torch.autograd.grad(got.sum(), tau)
+    (g_want,) = torch.autograd.grad(want.sum(), tau)
+    assert torch.equal(g_got, g_want)
+    decay = torch.rand(257, generator=gen, dtype=dtype) * 0.98 + 0.01
+    assert torch.equal(lif_mod._convert(decay, "decays", "tau", dt), -dt / torch.log(decay))
