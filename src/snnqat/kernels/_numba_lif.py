@@ -246,7 +246,7 @@ def _lif_forward(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     ``spikes[:, t0-1]`` (``spikes0`` for ``t0 = 0``). ``rec_mode``: 0 without recurrence,
     1 recurrent product computed here (sparse, into the scratch ``rec`` ``(B, N·S)``), 2
     recurrent input of the single step ``t0`` given in ``rec``. The pre-decay currents go to
-    ``a_out``: ``(B, T, N·S)`` with recurrence, else a ``(1, 1, N·S)`` scratch. ``i_sum``
+    ``a_out``: ``(B, T, N·S)`` with recurrence, else unused (a zero-size array). ``i_sum``
     ``(B, N)`` receives the synapse sums (it is ``i_state`` for ``S = 1``). At the start of
     every segment of :data:`SEGMENT` steps, ``(v, u_prev, i)`` are stored in ``ckpt``
     ``(B, segments, 2N + N·S)`` for the backward pass.
