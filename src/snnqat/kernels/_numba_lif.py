@@ -51,6 +51,7 @@ with the same operation order, for one element.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -742,17 +743,11 @@ def _np(t: Tensor | None, ndim: int, dtype: torch.dtype) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
-_PLACEHOLDERS: dict[tuple[int, torch.dtype], np.ndarray] = {}
-
-
+@functools.cache
 def _placeholder(ndim: int, dtype: torch.dtype) -> np.ndarray:
     """A shared zero-size array of rank ``ndim``: the argument the kernels get for an array
     they do not touch in this call (an unrecorded trace, no noise, no recurrence)."""
-    key = (ndim, dtype)
-    array = _PLACEHOLDERS.get(key)
-    if array is None:
-        array = _PLACEHOLDERS[key] = np.empty((0,) * ndim, dtype=_NP_DTYPES[dtype])
-    return array
+    return np.empty((0,) * ndim, dtype=_NP_DTYPES[dtype])
 
 
 _NP_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
