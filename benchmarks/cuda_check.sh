@@ -3,8 +3,8 @@
 # the package is taken from src/, anything already on PYTHONPATH, e.g. the peers, is kept):
 # the device test module, the training-step benchmark on the GPU (snnqat variants, the GEMM
 # floor, and the peers when installed), then the snnqat variants again with the CUDA graphs of
-# the LIF loops switched off (the baseline, in the same process environment and machine).
-# Writes its logs and CSVs to ${OUT:-.}.
+# the quantizers switched off, and with those of the LIF loops off as well (the baselines, in
+# the same process environment and machine). Writes its logs and CSVs to ${OUT:-.}.
 set -o pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -17,5 +17,9 @@ sizes=${SIZES:-S M L}
     --csv "$out/cuda_bench.csv" 2>&1 | tee "$out/cuda_bench.log" | grep -v Warning | tail -30
 # shellcheck disable=SC2086
 "$py" benchmarks/train_step.py --device cuda --sizes $sizes --repeats "${REPEATS:-10}" \
-    --no-cuda-graphs --csv "$out/cuda_bench_nographs.csv" 2>&1 \
+    --no-quantizer-graphs --csv "$out/cuda_bench_noqgraphs.csv" 2>&1 \
+    | tee "$out/cuda_bench_noqgraphs.log" | tail -16
+# shellcheck disable=SC2086
+"$py" benchmarks/train_step.py --device cuda --sizes $sizes --repeats "${REPEATS:-10}" \
+    --no-cuda-graphs --no-quantizer-graphs --csv "$out/cuda_bench_nographs.csv" 2>&1 \
     | tee "$out/cuda_bench_nographs.log" | tail -16

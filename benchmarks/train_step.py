@@ -505,6 +505,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="on a GPU, launch the LIF loops' kernels step by step (LIFTorch.cuda_graphs=False)",
     )
+    parser.add_argument(
+        "--no-quantizer-graphs",
+        action="store_true",
+        help="on a GPU, launch the rounding quantizers' kernels one by one "
+        "(snnqat.transform.set_quantizer_cuda_graphs(False))",
+    )
     parser.add_argument("--_memory", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._memory:
@@ -516,6 +522,10 @@ def main(argv: list[str] | None = None) -> None:
         from snnqat.nn.modules import LIFTorch
 
         LIFTorch.cuda_graphs = False
+    if args.no_quantizer_graphs:
+        from snnqat.transform import set_quantizer_cuda_graphs
+
+        set_quantizer_cuda_graphs(False)
     from snnqat.utilities import reuse_freed_memory
     from snnqat.utilities.memory import ENV_VAR
 
@@ -528,7 +538,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.smoke:
         args.sizes, args.repeats, args.no_memory = ["tiny"], 2, True
     rows = run(args.sizes, args.peers, args.repeats, args.variants, memory=not args.no_memory)
-    graphs = ", CUDA graphs off" if args.no_cuda_graphs and DEVICE.type == "cuda" else ""
+    graphs = ""
+    if DEVICE.type == "cuda":
+        graphs += ", CUDA graphs of the LIF loops off" if args.no_cuda_graphs else ""
+        graphs += ", CUDA graphs of the quantizers off" if args.no_quantizer_graphs else ""
     allocator = ", freed memory reused" if reused else ", glibc's default allocator"
     print(header(torch.get_num_threads()) + allocator + graphs)
     print()

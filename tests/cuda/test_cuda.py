@@ -572,6 +572,56 @@ def test_deterministic_transforms_match_cpu(device):
         assert w.unique().numel() <= 16, f"burned-in weight {key} has more than 16 levels"
 
 
+ROUNDINGS = {
+    "deterministic, data range": lambda v: tt.deterministic_rounding(v, num_levels=16),
+    "deterministic, output range": lambda v: tt.deterministic_rounding(
+        v, output_range=[-8, 7], num_levels=16
+    ),
+    "deterministic, affine": lambda v: tt.deterministic_rounding(
+        v, num_levels=16, maintain_zero=False
+    ),
+    "deterministic, given ranges": lambda v: tt.deterministic_rounding(
+        v, input_range=[-1, 1], output_range=[-128, 127]
+    ),
+    "stochastic, data range": lambda v: tt.stochastic_rounding(v, num_levels=8),
+    "stochastic, per channel": lambda v: tt.stochastic_channel_rounding(v, [-4, 3], 8),
+}
+
+
+@pytest.mark.parametrize("name", list(ROUNDINGS))
+def test_quantizer_graph_replays_equal_launched_kernels(device, name):
+    """On a GPU the rounding quantizers run as replayed CUDA graphs from the second call of a
+    structure on: four calls with different data, each equal (bitwise, values and gradients)
+    to the same call with the graphs off, and none overwritten by a later replay."""
+    graphs.clear()
+    fn = ROUNDINGS[name]
+    gen = torch.Generator().manual_seed(3)
+
+    def call(value, grad, seed):
+        v = value.to(device).requires_grad_()
+        torch.manual_seed(seed)
+        y = fn(v)
+        y.backward(grad.to(device))
+        return y.detach(), v.grad
+
+    kept = []
+    for seed, scale in enumerate((1.0, 0.3, 2.5, 0.01)):
+        value, grad = torch.randn(64, 40, generator=gen) * scale, torch.randn(64, 40, generator=gen)
+        got = call(value, grad, seed)
+        previous = tt.set_quantizer_cuda_graphs(False)
+        try:
+            want = call(value, grad, seed)
+        finally:
+            tt.set_quantizer_cuda_graphs(previous)
+        assert torch.equal(got[0], want[0]), f"call {seed}: values"
+        assert torch.equal(got[1], want[1]), f"call {seed}: gradient"
+        kept.append((got, want))
+    for got, want in kept:
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    if device.type == "cuda":
+        assert {key[0] for key in graphs._CACHE} == {"round", "round-grad"}
+
+
 def test_stochastic_rounding_with_a_device_generator(device):
     torch.manual_seed(22)
     net = seed_net().to(device)

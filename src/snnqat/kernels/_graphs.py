@@ -1,8 +1,9 @@
-"""Replaying the pure-torch LIF loops as CUDA graphs.
+"""Replaying the pure-torch LIF loops (and the rounding quantizers) as CUDA graphs.
 
 On a GPU the time loops of :mod:`snnqat.kernels.lif` are bound by kernel launches: about 11
 small kernels per step forward and 6 backward, each costing more to launch than to run. A
-CUDA graph records the kernels of one call once and replays them with one launch.
+CUDA graph records the kernels of one call once and replays them with one launch. The rounding
+quantizers use the same cache (:mod:`snnqat.transform._graphed_rounding`).
 
 :func:`run_graphed` keeps, per *structure* of a call (shapes, dtypes, which inputs are
 ``None``, the static configuration), a captured graph with its own input buffers: the second
@@ -30,8 +31,11 @@ from torch import Tensor
 
 __all__ = ["MAX_GRAPHS", "clear", "graphs_supported", "release_cuda_graphs", "run_graphed"]
 
-MAX_GRAPHS = 16
-"""Captured structures kept at most (least recently used dropped first)."""
+MAX_GRAPHS = 64
+"""Captured structures kept at most (least recently used dropped first). A training step
+replays two per LIF layer and two per quantizer call (forward and backward): 22 for the
+benchmark's ``param+act`` network; a cache smaller than a step's graphs would capture again on
+every call."""
 
 _CACHE: OrderedDict[Hashable, _Replay] = OrderedDict()
 _SEEN: OrderedDict[Hashable, None] = OrderedDict()
@@ -60,7 +64,8 @@ def clear() -> None:
 
 
 def release_cuda_graphs() -> int:
-    """Drop the CUDA graphs of the LIF loops and the GPU memory they keep.
+    """Drop the CUDA graphs of the LIF loops and of the rounding quantizers, and the GPU memory
+    they keep.
 
     Each captured call structure keeps its input and output buffers (see this module's
     docstring); after training, or before a phase that needs the memory, this frees them
@@ -140,7 +145,11 @@ _REPLAY = _Replay
 
 
 def run_graphed(
-    key: Hashable, fn: Callable[..., Any], args: tuple[Tensor | None, ...]
+    key: Hashable,
+    fn: Callable[..., Any],
+    args: tuple[Tensor | None, ...],
+    name: str = "the LIF loops",
+    switch: str = "LIFConfig(cuda_graphs=False)",
 ) -> tuple[Any, bool]:
     """``fn(*args)``, through the captured graph of ``key`` from the key's second call on.
 
@@ -152,6 +161,8 @@ def run_graphed(
         fn: Runs the computation on its tensor arguments and returns its output tensors; it
             must allocate nothing outside them and take no data-dependent branch.
         args: The tensor arguments (``None`` passes through).
+        name: What ``fn`` computes, for the warning of a failed capture.
+        switch: How a user switches the capture off, for that warning.
 
     Returns:
         ``(outputs, graphed)``: with ``graphed`` true the outputs are the graph's buffers
@@ -173,8 +184,8 @@ def run_graphed(
         except RuntimeError as err:
             _FAILED.add(key)
             warnings.warn(
-                f"snnqat: capturing the LIF loops as a CUDA graph failed ({err}); they run "
-                "eagerly for this shape from now on (LIFConfig(cuda_graphs=False) skips it).",
+                f"snnqat: capturing {name} as a CUDA graph failed ({err}); it runs eagerly "
+                f"for this shape from now on ({switch} skips the capture).",
                 RuntimeWarning,
                 stacklevel=3,
             )

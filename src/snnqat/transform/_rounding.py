@@ -84,6 +84,7 @@ from snnqat.transform._fused_rounding import (
     round_data_range,
     round_onto_grid,
 )
+from snnqat.transform._graphed_rounding import graphed, round_graphed
 from snnqat.transform._ste import (
     clipped_round_passthrough,
     floor_passthrough,
@@ -130,7 +131,9 @@ def _zero_grid(
 
 
 def _bounds(value: torch.Tensor, bounds: tuple[float, float]) -> tuple[torch.Tensor, ...]:
-    return tuple(value.new_tensor(b) for b in bounds)
+    """The bounds as 0-dim tensors of ``value``'s type and device (filled on the device, not
+    copied from the host: a CUDA graph can capture that)."""
+    return tuple(torch.full((), b, dtype=value.dtype, device=value.device) for b in bounds)
 
 
 def _data_bounds(
@@ -343,10 +346,17 @@ def _quantize(
         # the common case (a weight's own range): range, grid and rounding in one call
         u = torch.rand(value.shape, dtype=value.dtype, generator=generator) if stochastic else None
         return round_data_range(value, u, num_levels, output_range)
-    grid, data = _resolve_grid(value, input_range, output_range, num_levels, maintain_zero, dims)
     u = None
     if stochastic:
         u = torch.rand(value.shape, dtype=value.dtype, device=value.device, generator=generator)
+    if graphed(value):  # on a GPU: the call's kernels replayed as CUDA graphs
+
+        def resolve(x: torch.Tensor) -> tuple:
+            return _resolve_grid(x, input_range, output_range, num_levels, maintain_zero, dims)
+
+        key = (input_range, output_range, num_levels, maintain_zero, dims)
+        return round_graphed(value, u, key, resolve)
+    grid, data = _resolve_grid(value, input_range, output_range, num_levels, maintain_zero, dims)
     return round_onto_grid(value, u, grid, data)
 
 

@@ -22,6 +22,7 @@ Example:
             [ 1.,  1.]], requires_grad=True)
 """
 
+from snnqat.transform._graphed_rounding import set_quantizer_cuda_graphs
 from snnqat.transform._pipeline import (
     apply_T,
     make_act_T_config,
@@ -77,4 +78,5 @@ __all__ = [
     "gaussian_mismatch",
     "LSQQuantizer",
     "chain",
+    "set_quantizer_cuda_graphs",
 ]
