@@ -78,3 +78,18 @@ def test_recurrent_layer_benchmark_smoke():
     assert proc.returncode == 0, proc.stderr
     assert "outputs and gradients bitwise equal: True" in proc.stdout
     assert "| compiled (?gemm inside) |" in proc.stdout
+
+
+def test_memory_peak_smoke():
+    """``benchmarks/memory_peak.py`` finds the peak of a tiny step and what is alive there."""
+    script = SCRIPT.parent / "memory_peak.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--size", "tiny", "--threads", "1", "--min-mb", "0"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "snnqat plain at size tiny: peak extra" in proc.stdout
+    assert "| MB alive at the peak | made by |" in proc.stdout
+    assert "| running total MB at a local maximum | during |" in proc.stdout
