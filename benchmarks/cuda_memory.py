@@ -1,4 +1,5 @@
-"""GPU memory of a training step of the benchmark network, with and without CUDA graphs.
+"""GPU memory of a training step of the benchmark network, with and without CUDA graphs (of
+the LIF loops and of the rounding quantizers: both on, or both off).
 
 For each size: the memory that stays allocated after two training steps beyond the network,
 its data and its gradients (what the captured graphs keep: their input and output buffers and
@@ -8,6 +9,7 @@ fresh process, so nothing is shared between them.
 Usage (on a machine with a GPU)::
 
     python benchmarks/cuda_memory.py --sizes M L
+    python benchmarks/cuda_memory.py --sizes M L --variant param+act
 """
 
 from __future__ import annotations
@@ -20,16 +22,18 @@ import sys
 import torch
 
 
-def _child(size: str, graphs: bool) -> dict:
+def _child(size: str, graphs: bool, variant: str) -> dict:
     import train_step as ts
 
     from snnqat.nn.modules import LIFTorch
+    from snnqat.transform import set_quantizer_cuda_graphs
 
     LIFTorch.cuda_graphs = graphs
+    set_quantizer_cuda_graphs(graphs)
     ts.DEVICE = torch.device("cuda")
     torch.cuda.synchronize()
     before = torch.cuda.memory_allocated()
-    train, _ = ts.make_steps("snnqat", ts.SIZES[size], "plain")
+    train, _ = ts.make_steps("snnqat", ts.SIZES[size], variant)
     torch.cuda.synchronize()
     built = torch.cuda.memory_allocated()
     train()
@@ -52,16 +56,18 @@ def _child(size: str, graphs: bool) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", nargs="+", default=["M", "L"])
+    parser.add_argument("--variant", default="plain", help="a variant of train_step.py")
     parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._child:
-        print(json.dumps(_child(args._child[0], args._child[1] == "on")))
+        print(json.dumps(_child(args._child[0], args._child[1] == "on", args.variant)))
         return
+    print(f"variant {args.variant}\n")
     print("| size | CUDA graphs | kept after 2 steps MB | peak extra of a step MB | total MB |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
         for graphs in ("off", "on"):
-            cmd = [sys.executable, __file__, "--_child", size, graphs]
+            cmd = [sys.executable, __file__, "--_child", size, graphs, "--variant", args.variant]
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             kept, peak = r["kept_after_steps_mb"], r["peak_extra_of_a_step_mb"]

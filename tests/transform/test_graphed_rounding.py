@@ -130,6 +130,17 @@ def test_not_graphed_on_the_cpu_or_when_switched_off(eager_graphs, monkeypatch):
     assert not graphs._CACHE and not graphs._SEEN
 
 
+def test_large_tensors_launch_their_kernels(eager_graphs, monkeypatch):
+    monkeypatch.setattr(_graphed_rounding, "GRAPH_MAX_NUMEL", 11)
+    fn = QUANTIZERS["deterministic, data range"]
+    for _ in range(3):
+        _call(fn, torch.randn(3, 4), 0, torch.ones(3, 4))  # 12 elements: launched
+    assert not graphs._CACHE and not graphs._SEEN
+    for _ in range(3):
+        _call(fn, torch.randn(11), 0, torch.ones(11))
+    assert len(graphs._CACHE) == 2
+
+
 def test_the_packed_grid_round_trips(eager_graphs):
     grid, data = _rounding._resolve_grid(torch.randn(3, 4), None, (-8.0, 7.0), 16, True, (1,))
     assert grid.in_lo.shape == (3, 1) and grid.step.shape == ()  # per row, and a scalar

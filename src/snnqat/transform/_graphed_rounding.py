@@ -30,7 +30,7 @@ from torch import Tensor
 from snnqat.kernels import _graphs
 from snnqat.transform._fused_rounding import DataRange, Grid, _torch_backward, _torch_levels
 
-__all__ = ["graphed", "round_graphed", "set_quantizer_cuda_graphs"]
+__all__ = ["GRAPH_MAX_NUMEL", "graphed", "round_graphed", "set_quantizer_cuda_graphs"]
 
 _ENABLED = [True]
 """Whether the rounding quantizers replay CUDA graphs (see :func:`set_quantizer_cuda_graphs`)."""
@@ -40,7 +40,8 @@ def set_quantizer_cuda_graphs(enabled: bool) -> bool:
     """Switch the CUDA graphs of the rounding quantizers on a GPU on (the default) or off.
 
     On: the second call of each structure (shape, dtype, device, ranges, levels, rounding
-    mode) captures its forward and backward kernels as CUDA graphs, later calls replay them
+    mode, for tensors of up to :data:`GRAPH_MAX_NUMEL` elements) captures its forward and
+    backward kernels as CUDA graphs, later calls replay them
     (at the benchmark's size S on an H200, a ``param`` step took 1.10x the plain step instead
     of 1.90x with the kernels launched). Each captured structure keeps its input and output
     buffers until :func:`snnqat.kernels.release_cuda_graphs`. Off: the kernels are launched one
@@ -85,9 +86,17 @@ _TEMPLATES: dict[Hashable, tuple] = {}
 """Per call structure: the grid and the data range with their tensor fields as :class:`_Slot`."""
 
 
+GRAPH_MAX_NUMEL = 1 << 22
+"""Tensors up to this many elements are rounded through CUDA graphs. A kernel over a larger one
+runs longer than its launch takes (16 MB of float32 read and written at the H200's ~4 TB/s:
+about 8 µs), so the host queues the launches ahead of the GPU and a graph saves little, while
+its input and output buffers (several tensors of that size per structure) stay allocated. The
+weights, and the activations of the benchmark's sizes S and M, lie below; L's above."""
+
+
 def graphed(value: Tensor) -> bool:
     """Whether a quantizer call on ``value`` runs through CUDA graphs."""
-    return _ENABLED[0] and _graphs.graphs_supported(value)
+    return _ENABLED[0] and value.numel() <= GRAPH_MAX_NUMEL and _graphs.graphs_supported(value)
 
 
 def _pack(grid: Grid, data: DataRange | None, like: Tensor) -> tuple[tuple, Tensor]:
