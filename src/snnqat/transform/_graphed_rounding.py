@@ -11,9 +11,9 @@ structure comes and replayed from then on: one launch, plus copying the input in
 output out.
 
 The grid's scalar tensors, which the backward pass needs, leave the forward graph packed into
-one tensor (one copy out instead of a dozen); :data:`_TEMPLATES` remembers, per structure,
-which fields of the grid they fill. Values and gradients are those of the launched kernels
-(the same operations on the same data).
+one tensor (one copy out instead of a dozen), with a template of which fields they fill.
+Values and gradients are those of the launched kernels (the same operations on the same
+data).
 
 Switched off with :func:`set_quantizer_cuda_graphs`; the graphs' memory is released with the
 LIF loops' by :func:`snnqat.kernels.release_cuda_graphs`.
@@ -82,10 +82,6 @@ class _Slot(NamedTuple):
     shape: torch.Size
 
 
-_TEMPLATES: dict[Hashable, tuple] = {}
-"""Per call structure: the grid and the data range with their tensor fields as :class:`_Slot`."""
-
-
 GRAPH_MAX_NUMEL = 1 << 22
 """Tensors up to this many elements are rounded through CUDA graphs. A kernel over a larger one
 runs longer than its launch takes (16 MB of float32 read and written at the H200's ~4 TB/s:
@@ -133,12 +129,14 @@ def _unpack(template: tuple, packed: Tensor) -> tuple[Grid, DataRange | None]:
     return fill(grid_t), None if data_t is None else fill(data_t)
 
 
-def _forward_fn(key: Hashable, resolve: Resolve) -> Callable[[Tensor, Tensor | None], tuple]:
-    def run(x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor]:
+def _forward_fn(resolve: Resolve) -> Callable[[Tensor, Tensor | None], tuple]:
+    """The forward computation: ``(y, packed grid, template)`` (the template, plain Python
+    values, is returned as it was at the capture by every replay)."""
+
+    def run(x: Tensor, u: Tensor | None) -> tuple[Tensor, Tensor, tuple]:
         grid, data = resolve(x)
         template, packed = _pack(grid, data, x)
-        _TEMPLATES[key] = template
-        return _torch_levels(x, u, grid)[0], packed
+        return _torch_levels(x, u, grid)[0], packed, template
 
     return run
 
@@ -156,12 +154,12 @@ class _GraphedRound(torch.autograd.Function):
         ctx: Any, value: Tensor, u: Tensor | None, key: Hashable, resolve: Resolve
     ) -> Tensor:
         ctx.set_materialize_grads(False)
-        run = _forward_fn(key, resolve)
-        (y, packed), replayed = _run(("round", key), run, (value.detach(), u))
+        run = _forward_fn(resolve)
+        (y, packed, template), replayed = _run(("round", key), run, (value.detach(), u))
         if replayed:  # the graph's buffers
             y, packed = y.clone(), packed.clone()
         ctx.save_for_backward(value, u, packed)
-        ctx.key = key
+        ctx.key, ctx.template = key, template
         return y
 
     @staticmethod
@@ -169,8 +167,7 @@ class _GraphedRound(torch.autograd.Function):
         if grad is None or not ctx.needs_input_grad[0]:
             return None, None, None, None
         value, u, packed = ctx.saved_tensors
-        template = _TEMPLATES[ctx.key]
-        x = value.detach()
+        template, x = ctx.template, value.detach()
         if torch.is_grad_enabled():  # create_graph=True: the differentiable torch operations
             return _torch_backward(grad, x, u, *_unpack(template, packed)), None, None, None
 
@@ -199,6 +196,5 @@ def round_graphed(value: Tensor, u: Tensor | None, key: Hashable, resolve: Resol
     key = (value.shape, value.dtype, value.device, u is None, key)
     if value.requires_grad and torch.is_grad_enabled():
         return _GraphedRound.apply(value, u, key, resolve)
-    run = _forward_fn(key, resolve)
-    (y, _), replayed = _run(("round", key), run, (value.detach(), u))
+    (y, _, _), replayed = _run(("round", key), _forward_fn(resolve), (value.detach(), u))
     return y.clone() if replayed else y
