@@ -71,6 +71,8 @@ def _check_nonempty(name: str, value: torch.Tensor) -> None:
 
 
 def _check_int(name: str, value: Any, low: int, example: int) -> int:
+    if type(value) is int and value >= low:  # the common case, first (quantizers check per call)
+        return value
     msg = _INT_MSG.format(name=name, low=low, got=value, example=example)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(msg)
@@ -110,13 +112,12 @@ def _check_positive(name: str, value: Any, example: float) -> float:
 def _check_range(name: str, value: Any, maintain_zero: bool) -> tuple[float, float] | None:
     if value is None:
         return None
-    msg = _RANGE_MSG.format(name=name, got=value)
     try:
         bounds = [float(v) for v in value]
     except (TypeError, ValueError, RuntimeError):
-        raise TypeError(msg) from None
+        raise TypeError(_RANGE_MSG.format(name=name, got=value)) from None
     if len(bounds) != 2 or not all(map(math.isfinite, bounds)) or bounds[0] >= bounds[1]:
-        raise ValueError(msg)
+        raise ValueError(_RANGE_MSG.format(name=name, got=value))
     if maintain_zero and not bounds[0] <= 0.0 <= bounds[1]:
         raise ValueError(_ZERO_RANGE_MSG.format(name=name, got=value))
     return bounds[0], bounds[1]
