@@ -7,7 +7,7 @@ import pytest
 import torch
 
 _HERE = pathlib.Path(__file__).parent
-for sub in ("kernels", "devices"):
+for sub in ("kernels", "devices", "transform"):
     path = str(_HERE / sub)
     if path not in sys.path:
         sys.path.insert(0, path)

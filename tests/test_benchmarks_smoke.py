@@ -68,28 +68,26 @@ def test_recurrent_layer_benchmark_smoke():
 
     if _blas.gemm_address(np.float32) is None:
         pytest.skip("this torch build exports no ?gemm")
-    script = SCRIPT.parent / "recurrent_layer.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--size", "tiny", "--repeats", "1", "--threads", "1"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr
-    assert "outputs and gradients bitwise equal: True" in proc.stdout
-    assert "| compiled (?gemm inside) |" in proc.stdout
+    stdout = _run("recurrent_layer.py", "--size", "tiny", "--repeats", "1", "--threads", "1")
+    assert "outputs and gradients bitwise equal: True" in stdout
+    assert "| compiled (?gemm inside) |" in stdout
 
 
 def test_memory_peak_smoke():
     """``benchmarks/memory_peak.py`` finds the peak of a tiny step and what is alive there."""
-    script = SCRIPT.parent / "memory_peak.py"
+    stdout = _run("memory_peak.py", "--size", "tiny", "--threads", "1", "--min-mb", "0")
+    assert "snnqat plain at size tiny: peak extra" in stdout
+    assert "| MB alive at the peak | made by |" in stdout
+    assert "| running total MB at a local maximum | during |" in stdout
+
+
+def _run(script: str, *args: str) -> str:
+    """Run ``benchmarks/<script>`` with ``args``; its standard output (it must succeed)."""
     proc = subprocess.run(
-        [sys.executable, str(script), "--size", "tiny", "--threads", "1", "--min-mb", "0"],
+        [sys.executable, str(SCRIPT.parent / script), *args],
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
-    assert "snnqat plain at size tiny: peak extra" in proc.stdout
-    assert "| MB alive at the peak | made by |" in proc.stdout
-    assert "| running total MB at a local maximum | during |" in proc.stdout
+    return proc.stdout

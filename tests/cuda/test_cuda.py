@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 import torch
 from lif_inputs import make_inputs, make_integer_inputs
+from rounding_cases import ROUNDINGS
 from torch import nn
 
 import snnqat.transform.torch_transform as tt
@@ -570,22 +571,6 @@ def test_deterministic_transforms_match_cpu(device):
     for key, w in tensor_leaves(plain.parameters("weights")):
         assert_on(w, device, f"burned-in weight {key}")
         assert w.unique().numel() <= 16, f"burned-in weight {key} has more than 16 levels"
-
-
-ROUNDINGS = {
-    "deterministic, data range": lambda v: tt.deterministic_rounding(v, num_levels=16),
-    "deterministic, output range": lambda v: tt.deterministic_rounding(
-        v, output_range=[-8, 7], num_levels=16
-    ),
-    "deterministic, affine": lambda v: tt.deterministic_rounding(
-        v, num_levels=16, maintain_zero=False
-    ),
-    "deterministic, given ranges": lambda v: tt.deterministic_rounding(
-        v, input_range=[-1, 1], output_range=[-128, 127]
-    ),
-    "stochastic, data range": lambda v: tt.stochastic_rounding(v, num_levels=8),
-    "stochastic, per channel": lambda v: tt.stochastic_channel_rounding(v, [-4, 3], 8),
-}
 
 
 @pytest.mark.parametrize("name", list(ROUNDINGS))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from rounding_cases import ROUNDINGS
 
 import snnqat.transform as tt
 from snnqat.kernels import _graphs as graphs
@@ -49,20 +50,7 @@ def _call(fn, value, seed, grad):
     return y.detach(), v.grad
 
 
-QUANTIZERS = {
-    "deterministic, data range": lambda v: tt.deterministic_rounding(v, num_levels=16),
-    "deterministic, data range, output range": lambda v: tt.deterministic_rounding(
-        v, output_range=[-8, 7], num_levels=16
-    ),
-    "deterministic, affine data range": lambda v: tt.deterministic_rounding(
-        v, num_levels=16, maintain_zero=False
-    ),
-    "deterministic, given ranges": lambda v: tt.deterministic_rounding(
-        v, input_range=[-1, 1], output_range=[-128, 127]
-    ),
-    "stochastic, data range": lambda v: tt.stochastic_rounding(v, num_levels=8),
-    "stochastic, per channel": lambda v: tt.stochastic_channel_rounding(v, [-4, 3], 8),
-}
+QUANTIZERS = ROUNDINGS
 
 
 @pytest.mark.parametrize("name", list(QUANTIZERS))
