@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 import snnqat.transform.torch_transform as tt
+from snnqat.kernels import release_cuda_graphs
 from snnqat.training import report as reporting
 from snnqat.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -263,6 +264,11 @@ class _Run:
                     self._checkpoint(name, epoch + 1, net, optimizer, float_state)
                 if self.delay:
                     time.sleep(self.delay)
+        # On a GPU: the stage's CUDA graphs (LIF loops, quantizers) keep their buffers; the
+        # next stage's network has other call structures, so they would only hold memory.
+        released = release_cuda_graphs()
+        if released:
+            log.debug("%s: released %d CUDA graphs", name, released)
         return detach_transforms(net, wrappers)
 
     def _checkpoint(
