@@ -141,6 +141,24 @@ def test_the_packed_grid_round_trips(eager_graphs):
             assert a == b or (a is None and b is None)
 
 
+def test_failed_capture_warns_and_runs_eagerly(eager_graphs, monkeypatch):
+    class Broken(graphs._EagerReplay):
+        def _capture(self):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(graphs, "_REPLAY", Broken)
+    fn = QUANTIZERS["stochastic, data range"]
+    value, grad = torch.randn(5, 4), torch.randn(5, 4)
+    _call(fn, value, 0, grad)  # first sighting: eager, no capture tried
+    switch = r"set_quantizer_cuda_graphs\(False\) skips"
+    with pytest.warns(RuntimeWarning, match=f"capturing a rounding quantizer .*{switch}"):
+        got = _call(fn, value, 1, grad)
+    want = _launched(fn, value, 1, grad)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert not graphs._CACHE and len(graphs._FAILED) == 2  # forward and backward
+    _call(fn, value, 2, grad)  # no second warning (it would be an error here): runs eagerly
+
+
 def test_set_quantizer_cuda_graphs_checks_its_argument():
     with pytest.raises(TypeError, match="enabled: expected a bool, got int"):
         tt.set_quantizer_cuda_graphs(1)
