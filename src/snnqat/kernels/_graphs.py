@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from snnqat.kernels._autocast import autocast_on
+
 __all__ = ["MAX_GRAPHS", "clear", "graphs_supported", "release_cuda_graphs", "run_graphed"]
 
 MAX_GRAPHS = 64
@@ -50,7 +52,7 @@ def graphs_supported(x: Tensor) -> bool:
     device = x.device.type
     if device not in _DEVICES or torch.compiler.is_compiling():
         return False
-    if torch.is_autocast_enabled(device):
+    if autocast_on(device):
         return False
     return not (x.is_cuda and torch.cuda.is_current_stream_capturing())
 

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from snnqat.kernels._autocast import autocast_on
+
 __all__ = ["matmul_with_shortcut"]
 
 
@@ -65,16 +67,6 @@ class _MatmulShortcut(torch.autograd.Function):
         return g_x, g_w
 
 
-def _autocast_on(device_type: str) -> bool:
-    """Whether autocast is active for ``device_type`` (torch >= 2.4 takes the device type)."""
-    try:
-        return torch.is_autocast_enabled(device_type)
-    except TypeError:  # torch < 2.4: one switch per device family
-        if device_type == "cpu":
-            return torch.is_autocast_cpu_enabled()
-        return torch.is_autocast_enabled()
-
-
 def matmul_with_shortcut(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
     """``(x @ w, skip)``: the product and an alias of ``x`` to add at the end of the block.
 
@@ -93,7 +85,7 @@ def matmul_with_shortcut(x: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
         product is the plain ``x @ w`` and ``skip`` is ``x`` itself.
     """
     plain = w.ndim != 2 or x.ndim < 2 or torch.compiler.is_compiling()
-    plain = plain or _autocast_on(x.device.type)  # autograd's own node casts the gradients
+    plain = plain or autocast_on(x.device.type)  # autograd's own node casts the gradients
     if plain or torch._C._are_functorch_transforms_active():
         return x @ w, x  # plain autograd (traced code, autocast, functorch transforms, shapes)
     return _MatmulShortcut.apply(x, w)
