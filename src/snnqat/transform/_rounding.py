@@ -342,13 +342,12 @@ def _quantize(
             stochastic=stochastic,
             dims=dims,
         )
-    if input_range is None and maintain_zero and dims is None and data_range_fusable(value):
-        # the common case (a weight's own range): range, grid and rounding in one call
-        u = torch.rand(value.shape, dtype=value.dtype, generator=generator) if stochastic else None
-        return round_data_range(value, u, num_levels, output_range)
     u = None
     if stochastic:
         u = torch.rand(value.shape, dtype=value.dtype, device=value.device, generator=generator)
+    if input_range is None and maintain_zero and dims is None and data_range_fusable(value):
+        # the common case (a weight's own range): range, grid and rounding in one call
+        return round_data_range(value, u, num_levels, output_range)
     if graphed(value):  # on a GPU: the call's kernels replayed as CUDA graphs
 
         def resolve(x: torch.Tensor) -> tuple:
