@@ -22,7 +22,11 @@ snnqat step (``x plain``), the speed-up of snnqat over the reference and snnTorc
 (``this / floor``) and the peak extra memory relative to the reference (``mem / rockpool``),
 all from the medians; ``x plain (min)`` and ``this / floor (min)`` are the same two ratios from
 each entry's fastest step (on a shared machine the slow steps are those that other work
-interrupted, and the medians scatter more between runs).
+interrupted, and the medians scatter more between runs). ``x plain (paired)`` and
+``this / floor (paired)`` are the medians of the ratios formed within each repeat (the entry's
+step over the plain step, or over the floor, of the same repeat: a slow phase of the machine,
+which lasts longer than a repeat, slows both alike), with a distribution-free 95% confidence
+interval of that median in brackets (:func:`median_ci`; ``n/a`` below 6 repeats).
 
 Usage::
 
@@ -359,6 +363,7 @@ def run(
                     variant=e[1],
                     train_med=statistics.median(times[e][0]),
                     train_min=min(times[e][0]),
+                    train_times=times[e][0],  # per repeat, for the paired ratios
                     infer_med=statistics.median(times[e][1]),
                     infer_min=min(times[e][1]),
                     peak_mb=measure_memory(size_name, e[0], e[1]) if memory else math.nan,
@@ -394,6 +399,46 @@ def _repeats(impl: str, size: str, repeats: int) -> int:
     return repeats
 
 
+def median_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
+    """``(median, low, high)``: the median of ``values`` and a distribution-free confidence
+    interval for it.
+
+    The interval is ``[x_(k), x_(n+1-k)]`` of the sorted values (1-based) with the largest
+    ``k`` whose coverage, ``1 - 2 P(Binomial(n, 1/2) <= k - 1)``, is at least ``level`` (it
+    assumes only independent draws of one distribution); ``low`` and ``high`` are NaN when
+    even ``[min, max]`` covers less (fewer than 6 values at 95%).
+
+    Example:
+        >>> median_ci([1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9])  # k = 2 (97.9%)
+        (1.45, 1.1, 1.8)
+        >>> median_ci([1.0, 2.0, 3.0])
+        (2.0, nan, nan)
+    """
+    xs = sorted(values)
+    n = len(xs)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    below = 0  # 2**n P(Binomial(n, 1/2) <= k - 1), grown with k
+    best = None
+    for k in range(1, n // 2 + 1):
+        below += math.comb(n, k - 1)
+        if 1 - 2 * below / 2**n < level:
+            break
+        best = k
+    if best is None:
+        return statistics.median(xs), math.nan, math.nan
+    return statistics.median(xs), xs[best - 1], xs[n - best]
+
+
+def _paired(row: dict, ref: dict) -> tuple[float, float, float]:
+    """:func:`median_ci` of ``row``'s step over ``ref``'s step within each repeat (the first
+    repeats, where one of them ran fewer)."""
+    a, b = row.get("train_times"), ref.get("train_times")
+    if not a or not b:
+        return math.nan, math.nan, math.nan
+    return median_ci([x / y for x, y in zip(a, b)])
+
+
 def add_ratios(rows: list[dict]) -> list[dict]:
     """Add the ratio columns (NaN where a reference entry is missing) to every row."""
     by_key = {(r["size"], r["impl"], r["variant"]): r for r in rows}
@@ -414,7 +459,18 @@ def add_ratios(rows: list[dict]) -> list[dict]:
         r["x_plain_min"] = r["train_min"] / plain["train_min"]
         r["this_over_floor_min"] = r["train_min"] / floor["train_min"]
         r["mem_over_rockpool"] = r["peak_mb"] / rock["peak_mb"] if rock["peak_mb"] > 0 else math.nan
+        for name, ref in (("x_plain", plain), ("this_over_floor", floor)):
+            med, lo, hi = _paired(r, ref)
+            r[f"{name}_paired"], r[f"{name}_paired_lo"], r[f"{name}_paired_hi"] = med, lo, hi
     return rows
+
+
+def _fmt_ci(row: dict, name: str) -> str:
+    med, lo, hi = (row[f"{name}_paired{end}"] for end in ("", "_lo", "_hi"))
+    if math.isnan(med):
+        return "n/a"
+    ci = "n/a" if math.isnan(lo) else f"{lo:.2f}-{hi:.2f}"
+    return f"{med:.2f}x [{ci}]"
 
 
 def _fmt(value: float, digits: int = 1, suffix: str = "") -> str:
@@ -426,8 +482,9 @@ def table(rows: list[dict]) -> str:
     lines = [
         "| size | implementation | variant | train median ms | train min ms | infer median ms "
         "| peak extra MB | x plain | rockpool / this | snnTorch / this | this / floor "
-        "| mem / rockpool | x plain (min) | this / floor (min) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| mem / rockpool | x plain (min) | this / floor (min) | x plain (paired) "
+        "| this / floor (paired) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in add_ratios(rows):
         lines.append(
@@ -436,14 +493,15 @@ def table(rows: list[dict]) -> str:
             f"{_fmt(r['x_plain'], 2, 'x')} | {_fmt(r['rockpool_over_this'], 1, 'x')} | "
             f"{_fmt(r['snntorch_over_this'], 1, 'x')} | {_fmt(r['this_over_floor'], 2, 'x')} | "
             f"{_fmt(r['mem_over_rockpool'], 2)} | {_fmt(r['x_plain_min'], 2, 'x')} | "
-            f"{_fmt(r['this_over_floor_min'], 2, 'x')} |"
+            f"{_fmt(r['this_over_floor_min'], 2, 'x')} | {_fmt_ci(r, 'x_plain')} | "
+            f"{_fmt_ci(r, 'this_over_floor')} |"
         )
     return "\n".join(lines)
 
 
 def write_csv(rows: list[dict], path: str) -> None:
     """Write the rows (with the ratio columns) to ``path`` as CSV."""
-    rows = add_ratios(rows)
+    rows = [{k: v for k, v in r.items() if k != "train_times"} for r in add_ratios(rows)]
     fields = list(rows[0]) if rows else []
     with open(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)

@@ -91,3 +91,51 @@ def _run(script: str, *args: str) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
+
+
+def test_median_ci_order_statistics(monkeypatch):
+    """The interval of the median is ``[x_(k), x_(n+1-k)]`` with the binomial coverage: at
+    95%, ``k = 2`` for 10 values (97.9%; ``k = 3`` would cover 89.1%), ``k = 6`` for 20
+    (95.9%), ``[min, max]`` for 6 (96.9%), none for 5 (``[min, max]`` covers 93.8%)."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import math
+
+    import train_step as ts
+
+    assert ts.median_ci([float(i) for i in range(10)]) == (4.5, 1.0, 8.0)
+    assert ts.median_ci([float(i) for i in range(20)]) == (9.5, 5.0, 14.0)
+    assert ts.median_ci([float(i) for i in range(6)]) == (2.5, 0.0, 5.0)
+    med, lo, hi = ts.median_ci([float(i) for i in range(5)])
+    assert med == 2.0 and math.isnan(lo) and math.isnan(hi)
+    assert ts.median_ci([3.0, 1.0, 2.0, 6.0, 5.0, 4.0], level=0.99)[1:] != (1.0, 6.0)
+
+
+def test_paired_ratios_divide_within_each_repeat(monkeypatch):
+    """``x plain (paired)``: the entry's step over the plain step of the same repeat, so a
+    slowdown that hits both in a repeat cancels; the table prints the median and its interval."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import math
+    import statistics
+
+    import train_step as ts
+
+    plain = [10.0, 30.0, 10.0, 30.0, 10.0, 30.0]  # every other repeat in a slow phase
+    param = [11.0, 33.0, 11.0, 33.0, 11.0, 33.0]
+    floor = [5.0, 15.0, 5.0, 15.0, 5.0, 15.0]
+
+    def row(variant, impl, times):
+        return dict(size="S", impl=impl, variant=variant, train_med=statistics.median(times),
+                    train_min=min(times), infer_med=1.0, infer_min=1.0, peak_mb=math.nan,
+                    train_times=times)  # fmt: skip
+
+    rows = [row("plain", "snnqat", plain), row("param", "snnqat", param)]
+    rows.append(row("floor", "gemm", floor))
+    rows.append(row("plain", "rockpool", [99.0]))
+    out = {r["impl"] + r["variant"]: r for r in ts.add_ratios(rows)}
+    assert out["snnqatparam"]["x_plain_paired"] == out["snnqatparam"]["x_plain_paired_hi"]
+    assert math.isclose(out["snnqatparam"]["x_plain_paired"], 1.1)
+    assert math.isclose(out["snnqatplain"]["this_over_floor_paired"], 2.0)
+    assert math.isnan(out["rockpoolplain"]["x_plain_paired_lo"])  # one repeat: no interval
+    text = ts.table(rows)
+    assert "| 1.10x [1.10-1.10] | 2.20x [2.20-2.20] |" in text
+    assert "| 9.90x [n/a] |" in text
