@@ -332,7 +332,7 @@ def run(
     sizes: list[str], peers: bool, repeats: int, variants: list[str], memory: bool = True
 ) -> list[dict]:
     """Time every entry of every size (interleaved, in a shuffled order per repeat) and
-    measure its peak memory."""
+    measure its peak memory; progress on stderr (:class:`Progress`)."""
     rows = []
     for size_name in sizes:
         size = SIZES[size_name]
@@ -348,6 +348,8 @@ def run(
         times = {e: ([], []) for e in entries}
         order = list(closures)
         shuffle = random.Random(0).shuffle  # seeded: the same orders in every run
+        steps = sum(n_rep.values()) + (len(closures) if memory else 0)
+        progress = Progress(f"size {size_name}", steps)
         for r in range(max(n_rep.values())):  # interleaved, in a new order every repeat
             shuffle(order)  # (no entry always follows the same one: its caches, its threads)
             for e in order:
@@ -355,7 +357,10 @@ def run(
                     train, infer = closures[e]
                     times[e][0].append(time_ms(train))
                     times[e][1].append(time_ms(infer))
+                    progress.step(f"repeat {r + 1}: {e[0]} {e[1]}")
         for e in closures:
+            if memory:
+                progress.step(f"peak memory: {e[0]} {e[1]} (a fresh process)", before=True)
             rows.append(
                 dict(
                     size=size_name,
@@ -369,9 +374,53 @@ def run(
                     peak_mb=measure_memory(size_name, e[0], e[1]) if memory else math.nan,
                 )
             )
+        progress.close()
         del closures
         gc.collect()
     return rows
+
+
+class Progress:
+    """Progress of a size's timed repeats and memory measurements, on stderr: a ``tqdm`` bar
+    where stderr is a terminal and ``tqdm`` is installed, else a line every 10% (and one per
+    step that starts a long measurement), so that a log shows how far a long run got.
+
+    Example:
+        >>> import contextlib, io
+        >>> err = io.StringIO()
+        >>> with contextlib.redirect_stderr(err):
+        ...     p = Progress("size S", 2)
+        ...     p.step("repeat 1: snnqat plain")
+        ...     p.step("peak memory: snnqat plain", before=True)
+        ...     p.close()
+        >>> print(err.getvalue().strip())
+        size S: 1/2 repeat 1: snnqat plain
+        size S: 2/2 peak memory: snnqat plain
+    """
+
+    def __init__(self, desc: str, total: int) -> None:
+        self.desc, self.total, self.done, self._bar = desc, max(total, 1), 0, None
+        self._next_line = 0.0
+        if sys.stderr.isatty():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self._bar = tqdm(total=self.total, desc=desc, leave=False, file=sys.stderr)
+
+    def step(self, what: str, before: bool = False) -> None:
+        """Count one step (``what`` it was); ``before``: the step is about to start (shown now)."""
+        self.done += 1
+        if self._bar is not None:
+            self._bar.set_postfix_str(what, refresh=False)
+            self._bar.update(1)
+        elif before or self.done >= self._next_line or self.done == self.total:
+            self._next_line = self.done + 0.1 * self.total
+            print(f"{self.desc}: {self.done}/{self.total} {what}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
 
 
 def _available(impl: str) -> bool:

@@ -31,6 +31,9 @@ def test_train_step_benchmark_smoke(tmp_path):
     }
     assert "torch.get_num_threads()" in proc.stdout
     assert out_csv.read_text().startswith("size,impl,variant,train_med")
+    # progress on stderr (not a terminal here: lines), ending at the last of 4 x 2 repeats
+    assert "size tiny: 1/8 repeat 1: snnqat" in proc.stderr
+    assert "size tiny: 8/8 repeat 2: snnqat" in proc.stderr
 
 
 def test_transformed_variants_fire_as_the_plain_network(monkeypatch):
