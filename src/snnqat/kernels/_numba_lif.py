@@ -430,7 +430,10 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     bias and α gradients, ``acc_beta`` ``(N·S,)`` the β gradient (a scratch when not
     needed); ``g_x`` ``(B, T, N·S)`` (or a ``(1, 1, N·S)`` scratch) receives ``λa``. The
     pre-decay currents are ``a_src``: the saved ``(B, T, N·S)`` ones when ``a_saved``, else
-    the segment scratch. ``rec_mode`` as in :func:`_lif_forward`; with 1 the recurrent
+    the segment scratch. The spike counts are formed again from the recomputed membrane
+    ``u_seg`` (bitwise those of the forward pass; ``spikes`` is read for its shape only), so
+    the backward pass does not stream the saved spikes from memory. ``rec_mode`` as in
+    :func:`_lif_forward`; with 1 the recurrent
     term is formed here, only where the surrogate derivative of the step before is non-zero
     (``step_pwl`` has a one-sided window), with 2 the caller forms it from ``lr`` between the
     steps.
@@ -461,10 +464,12 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                 xb, xt = (b, t) if need_x else (0, 0)
                 if fused:  # the common case: membrane and synapse adjoints in one loop
                     for n in range(n_neur):
-                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], thr[n], win)
+                        u = u_seg[r, tt, n]
+                        su, sth = step_pwl_grads_scalar(u, thr[n], win)
                         lam, d_thr, d_alpha = _membrane_adjoint(
                             g_v[gvb, gvt, n], alpha[n], lu[b, n], g_s[gsb, gst, n], thr[n],
-                            rec_term[b, n], su, sth, spikes[b, t, n], vp_seg[r, tt, n],
+                            rec_term[b, n], su, sth, spike_count_scalar(u, thr[n], ms),
+                            vp_seg[r, tt, n],
                         )  # fmt: skip
                         acc_n[0, n] += d_thr
                         acc_n[1, n] += lam
@@ -477,10 +482,12 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                         la[b, n] = lam_a
                 elif surrogate == 0:  # (two loops: a branch inside would compute both)
                     for n in range(n_neur):
-                        su, sth = step_pwl_grads_scalar(u_seg[r, tt, n], thr[n], win)
+                        u = u_seg[r, tt, n]
+                        su, sth = step_pwl_grads_scalar(u, thr[n], win)
                         lam, d_thr, d_alpha = _membrane_adjoint(
                             g_v[gvb, gvt, n], alpha[n], lu[b, n], g_s[gsb, gst, n], thr[n],
-                            rec_term[b, n], su, sth, spikes[b, t, n], vp_seg[r, tt, n],
+                            rec_term[b, n], su, sth, spike_count_scalar(u, thr[n], ms),
+                            vp_seg[r, tt, n],
                         )  # fmt: skip
                         acc_n[0, n] += d_thr
                         acc_n[1, n] += lam
@@ -488,12 +495,12 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                         lu[b, n] = lam
                 else:
                     for n in range(n_neur):
-                        su, sth = periodic_exponential_grads_scalar(
-                            u_seg[r, tt, n], thr[n], win, ms
-                        )
+                        u = u_seg[r, tt, n]
+                        su, sth = periodic_exponential_grads_scalar(u, thr[n], win, ms)
                         lam, d_thr, d_alpha = _membrane_adjoint(
                             g_v[gvb, gvt, n], alpha[n], lu[b, n], g_s[gsb, gst, n], thr[n],
-                            rec_term[b, n], su, sth, spikes[b, t, n], vp_seg[r, tt, n],
+                            rec_term[b, n], su, sth, spike_count_scalar(u, thr[n], ms),
+                            vp_seg[r, tt, n],
                         )  # fmt: skip
                         acc_n[0, n] += d_thr
                         acc_n[1, n] += lam
@@ -523,7 +530,6 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
                         lr[b, j] = la[b, j] + g_r[b, t, j]
                 if rec_mode == 2 and t > 0:  # one step per call: this row's data of the next
                     row = b * n_steps + t - 1
-                    _prefetch_row(spikes, row * n_neur, n_neur, False)
                     if has_gs:
                         _prefetch_row(g_s, row * n_neur, n_neur, False)
                     if a_saved:
