@@ -433,10 +433,9 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     the segment scratch. The spike counts are formed again from the recomputed membrane
     ``u_seg`` (bitwise those of the forward pass; ``spikes`` is read for its shape only), so
     the backward pass does not stream the saved spikes from memory. ``rec_mode`` as in
-    :func:`_lif_forward`; with 1 the recurrent
-    term is formed here, only where the surrogate derivative of the step before is non-zero
-    (``step_pwl`` has a one-sided window), with 2 the caller forms it from ``lr`` between the
-    steps.
+    :func:`_lif_forward`; with 1 the recurrent term is formed here, only where the surrogate
+    derivative of the step before is non-zero (``step_pwl`` has a one-sided window), with 2
+    the caller forms it from ``lr`` between the steps.
 
     Returns:
         With ``rec_mode == 2`` and ``step_pwl``: how many entries lie in the surrogate window
