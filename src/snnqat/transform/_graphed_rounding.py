@@ -168,12 +168,12 @@ class _GraphedRound(torch.autograd.Function):
             return None, None, None, None
         value, u, packed = ctx.saved_tensors
         template, x = ctx.template, value.detach()
-        if torch.is_grad_enabled():  # create_graph=True: the differentiable torch operations
-            return _torch_backward(grad, x, u, *_unpack(template, packed)), None, None, None
 
         def run(grad: Tensor, x: Tensor, u: Tensor | None, packed: Tensor) -> Tensor:
             return _torch_backward(grad, x, u, *_unpack(template, packed))
 
+        if torch.is_grad_enabled():  # create_graph=True: the differentiable torch operations
+            return run(grad, x, u, packed), None, None, None
         out, replayed = _run(("round-grad", ctx.key), run, (grad, x, u, packed))
         return (out.clone() if replayed else out), None, None, None
 
