@@ -947,6 +947,7 @@ def backward(
     surrogate: str,
     window: float,
     max_spikes: float,
+    spike_shape: tuple[int, int, int] | None = None,
 ) -> tuple[Tensor | None, ...]:
     """The float backward loop over all steps (exact BPTT through the surrogate).
 
@@ -957,21 +958,23 @@ def backward(
         saved: ``(checkpoints, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec, x, noise,
             bias)``: what :func:`forward` returned and its inputs (``a`` and ``w_rec`` are
             ``None`` without recurrence, ``x`` may be ``None`` with it; ``thr`` clamped
-            positive).
+            positive). ``spikes`` is read for the ``W_rec`` gradient only (the reverse loop
+            forms the counts again): it may be ``None`` without recurrence.
         grads_in: Gradients arriving at ``(spikes, vmem, isyn, irec)`` (``None`` if unused).
         need: ``ctx.needs_input_grad`` of the 12 inputs of the autograd Function.
         surrogate: A key of :data:`SURROGATE_IDS`.
         window: Surrogate window width.
         max_spikes: Cap on the spike count per step.
+        spike_shape: ``(B, T, N)`` (default: ``spikes.shape``).
 
     Returns:
         Gradients of the 12 inputs (``None`` where not needed).
     """
     ckpt, spikes, a, _, spikes0, alpha, beta, thr, w_rec, x, noise, bias = saved
     g_spikes, g_vmem, g_isyn, g_irec = grads_in
-    b, t, n = spikes.shape
+    b, t, n = spikes.shape if spike_shape is None else spike_shape
     s = beta.shape[1]
-    dt = spikes.dtype
+    dt = ckpt.dtype
     nf = n * s
     mode = _rec_mode(w_rec, b, dt)
     need_beta = bool(need[5])
@@ -1002,7 +1005,7 @@ def backward(
     data = (
         optional(x, True, zeros_f),
         optional(a, True, zeros_f),
-        _np(spikes, 3, dt),
+        np.broadcast_to(zeros_n, (b, t, n)),  # the kernels read the (B, T, N) shape only
         _np(alpha, 1, dt),
         _flat(beta, 1, dt),
         _np(bias, 1, dt),

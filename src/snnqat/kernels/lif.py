@@ -437,7 +437,11 @@ class _LIFScan(torch.autograd.Function):
         # numba: ``u`` holds state checkpoints; the backward pass re-runs the forward pass
         # from them, with the input (unless ``a`` is kept), the noise and the bias.
         extra = (x if a is None else None, inputs[9], inputs[6]) if ctx.numba else ()
-        ctx.save_for_backward(u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra)
+        kept = spikes
+        if ctx.numba:  # the compiled backward reads the spikes for the W_rec gradient only
+            ctx.spike_shape = spikes.shape
+            kept = spikes if w_rec is not None else None
+        ctx.save_for_backward(u, kept, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra)
         ctx.config = config
 
     @staticmethod
@@ -450,8 +454,9 @@ class _LIFScan(torch.autograd.Function):
             saved = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec, *extra)
             grads_in = (g_spikes, g_vmem, g_isyn, g_irec)
             return _numba_module().backward(
-                saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt
-            )
+                saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt,
+                ctx.spike_shape,
+            )  # fmt: skip
         args = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec)
         args += (g_spikes, g_vmem, g_isyn, g_irec)
         if ctx.graphs and _graphs.graphs_supported(u):
