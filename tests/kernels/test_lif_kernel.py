@@ -130,6 +130,37 @@ def test_results_shapes_and_detached_last_states():
     assert p["x"].grad is not None
 
 
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("rec", [False, True])
+def test_grad_last_sends_gradients_through_the_final_states(backend, rec):
+    """With ``grad_last`` the final states are the traces' last steps, differentiable: a loss
+    on them has the gradients of the same loss on the recorded traces' last steps."""
+    if backend == "numba":
+        pytest.importorskip("numba")
+    p = make_inputs(3, 9, 4, 2, rec=rec)
+    gen = torch.Generator().manual_seed(7)
+    w_v, w_i, w_s = (torch.randn(*shape, generator=gen, dtype=F64) for shape in
+                     ((3, 4), (3, 4, 2), (3, 4)))  # fmt: skip
+    leaves = [p[k] for k in INPUTS if p[k] is not None and p[k].requires_grad]
+
+    def grads(res, last):
+        v, i, s = last
+        loss = (v * w_v).sum() + (i * w_i).sum() + (s * w_s).sum() + res.spikes.sum()
+        return torch.autograd.grad(loss, leaves, allow_unused=True)
+
+    res = lif_scan(**p, config=LIFConfig(backend=backend, grad_last=True), record=False)
+    got = grads(res, (res.vmem_last, res.isyn_last, res.spikes_last))
+    ref = lif_scan(**p, config=LIFConfig(backend=backend), record=True)
+    want = grads(ref, (ref.vmem[:, -1], ref.isyn[:, -1], ref.spikes[:, -1]))
+    assert torch.equal(res.spikes, ref.spikes)
+    for g, r in zip(got, want, strict=True):
+        if r is None:
+            assert g is None or not g.any()
+        else:
+            torch.testing.assert_close(g, r, rtol=1e-12, atol=1e-12)
+    assert any(r is not None and r.any() for r in want)
+
+
 def test_no_recurrence_equals_zero_recurrent_weights():
     p = make_inputs(2, 20, 4, 2, rec=False)
     zeros = torch.zeros(4, 8, dtype=F64)

@@ -160,6 +160,10 @@ class LIFConfig:
         cuda_graphs: Run the pure-torch float loops on a GPU as replayed CUDA graphs (one
             launch per call instead of one per operation and step; see
             :mod:`snnqat.kernels._graphs` for the memory it keeps).
+        grad_last: The final states (``vmem_last``, ``isyn_last``, ``spikes_last``) are
+            differentiable outputs: a gradient sent to them enters the last step's membrane,
+            synaptic current and spikes. For running a sequence in segments with gradients
+            between them (:func:`snnqat.nn.checkpoint_in_time`); otherwise they are detached.
 
     Example:
         >>> LIFConfig(max_spikes_per_dt=31).max_spikes_per_dt
@@ -176,6 +180,7 @@ class LIFConfig:
     integer: IntegerSemantics | None = None
     backend: str = "auto"
     cuda_graphs: bool = True
+    grad_last: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "max_spikes_per_dt", float(self.max_spikes_per_dt))
@@ -207,9 +212,9 @@ class LIFResult(NamedTuple):
         vmem: ``(B, T, N)`` membrane after the reset.
         isyn: ``(B, T, N, S)`` synaptic currents after the decay.
         irec: ``(B, T, N, S)`` recurrent input (zeros without recurrence).
-        vmem_last: ``(B, N)`` final membrane, detached.
-        isyn_last: ``(B, N, S)`` final synaptic currents, detached.
-        spikes_last: ``(B, N)`` final spikes, detached.
+        vmem_last: ``(B, N)`` final membrane, detached (unless ``config.grad_last``).
+        isyn_last: ``(B, N, S)`` final synaptic currents, detached (unless ``grad_last``).
+        spikes_last: ``(B, N)`` final spikes, detached (unless ``grad_last``).
     """
 
     spikes: Tensor
@@ -430,8 +435,10 @@ class _LIFScan(torch.autograd.Function):
     def setup_context(ctx, inputs, output) -> None:
         x, vmem0, _, spikes0, alpha, beta, _, threshold, w_rec, _, config, _ = inputs
         spikes, _, _, _, v_last, i_last, s_last, u, a = output
-        ctx.mark_non_differentiable(*(o for o in (v_last, i_last, s_last, u, a) if o is not None))
+        last = () if config.grad_last else (v_last, i_last, s_last)
+        ctx.mark_non_differentiable(*(o for o in (*last, u, a) if o is not None))
         ctx.set_materialize_grads(False)
+        ctx.shape = x.shape
         ctx.numba = _use_numba(config, x)
         ctx.graphs = not ctx.numba and _graphed(config, x)
         # numba: ``u`` holds state checkpoints; the backward pass re-runs the forward pass
@@ -446,8 +453,13 @@ class _LIFScan(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, g_spikes, g_vmem, g_isyn, g_irec, *_):
+    def backward(ctx, g_spikes, g_vmem, g_isyn, g_irec, g_v_last, g_i_last, g_s_last, *_):
         u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra = ctx.saved_tensors
+        if ctx.config.grad_last:  # the final states are the traces' last steps
+            b, t_steps, n, s = ctx.shape
+            g_spikes = _add_last(g_spikes, g_s_last, (b, t_steps, n))
+            g_vmem = _add_last(g_vmem, g_v_last, (b, t_steps, n))
+            g_isyn = _add_last(g_isyn, g_i_last, (b, t_steps, n, s))
         need, cfg = ctx.needs_input_grad, ctx.config
         thr = threshold.clamp_min(MIN_THRESHOLD)
         if ctx.numba:
@@ -467,6 +479,15 @@ class _LIFScan(torch.autograd.Function):
                 return tuple(None if g is None else g.clone() for g in grads)
             return grads
         return _torch_backward(*args, tuple(need), cfg)
+
+
+def _add_last(g: Tensor | None, g_last: Tensor | None, shape: tuple) -> Tensor | None:
+    """``g`` (a batch-major trace gradient, or ``None``) plus ``g_last`` at its last step."""
+    if g_last is None:
+        return g
+    out = g_last.new_zeros(shape) if g is None else g.clone()
+    out[:, -1] += g_last.reshape(out[:, -1].shape)
+    return out
 
 
 _FUNCTORCH_DEPTH = 0

@@ -1,5 +1,7 @@
-"""Neural-network modules and combinators."""
+"""Neural-network modules and combinators, and :func:`checkpoint_in_time` (training over long
+sequences in bounded memory)."""
 
 from snnqat.nn import combinators, modules
+from snnqat.nn.checkpoint import checkpoint_in_time
 
-__all__ = ["modules", "combinators"]
+__all__ = ["modules", "combinators", "checkpoint_in_time"]

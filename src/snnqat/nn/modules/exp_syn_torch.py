@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from snnqat.kernels import exp_syn_scan
+from snnqat.nn.modules import _capture
 from snnqat.nn.modules._init import constant, zeros
 from snnqat.nn.modules.torch_module import TorchModule
 from snnqat.parameters import Parameter, SimulationParameter, State
@@ -57,6 +58,9 @@ class ExpSynTorch(TorchModule):
         beta = torch.exp(-self.dt / self.tau).expand(self.size_out)
         trace = exp_syn_scan(data, isyn.to(data.dtype), beta)
         self.isyn = trace[:, -1].detach()
+        capture = _capture.active()
+        if capture is not None:
+            capture[self] = (trace[:, -1],)
         if self._record:
             self._record_dict = {"isyn": trace}
         return trace

@@ -32,6 +32,7 @@ import torch
 
 from snnqat.kernels import HardwareOptions, IntegerSemantics, LIFConfig, lif_scan
 from snnqat.kernels.surrogates import PeriodicExponential, StepPWL
+from snnqat.nn.modules import _capture
 from snnqat.nn.modules._init import checked_value as _checked_value
 from snnqat.nn.modules._init import constant, kaiming_transposed, zeros
 from snnqat.nn.modules.torch_module import TorchModule
@@ -249,13 +250,16 @@ class LIFTorch(TorchModule):
         return self._derived("alpha").expand(n_out), self._derived("beta").expand(n_out, n_syn)
 
     # ---------------------------------------------------------------- evolution
-    def _config(self, integer: IntegerSemantics | None = None) -> LIFConfig:
+    def _config(
+        self, integer: IntegerSemantics | None = None, grad_last: bool = False
+    ) -> LIFConfig:
         return LIFConfig(
             max_spikes_per_dt=float(self.max_spikes_per_dt),
             learning_window=float(self.learning_window),
             surrogate=self._surrogate,
             integer=integer,
             cuda_graphs=bool(self.cuda_graphs),
+            grad_last=grad_last,
         )
 
     def _hardware_leak(self, hw: HardwareOptions) -> tuple:
@@ -307,6 +311,7 @@ class LIFTorch(TorchModule):
         if self.noise_std > 0 and hw is None:
             scale = self.noise_std * math.sqrt(self.dt)
             noise = scale * torch.randn(batch, steps, n_out, device=data.device, dtype=data.dtype)
+        capture = _capture.active()  # a caller that needs the final states differentiable
         res = lif_scan(
             data.reshape(batch, steps, n_out, n_syn),
             vmem.to(data.dtype),
@@ -318,17 +323,17 @@ class LIFTorch(TorchModule):
             self.threshold.clamp(min=THRESHOLD_MIN).expand(n_out),
             self.w_rec if self._has_rec else None,
             noise,
-            self._config(integer),
+            self._config(integer, grad_last=capture is not None),
             record=self._record,
         )
         # the new states, straight into their buffers (what assigning them does, without the
         # registration checks on every call)
+        last = (res.vmem_last, res.isyn_last, res.spikes_last)
+        if capture is not None:  # the new states with their history; the buffers get them detached
+            capture[self] = last
+            last = tuple(t.detach() for t in last)
         states = self._buffers
-        states["vmem"], states["isyn"], states["spikes"] = (
-            res.vmem_last,
-            res.isyn_last,
-            res.spikes_last,
-        )
+        states["vmem"], states["isyn"], states["spikes"] = last
         out = res.spikes
         if offset is not None:  # aliased spikes pass their gradient straight through
             out = out + (offset - offset.detach())
