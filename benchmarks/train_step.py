@@ -9,7 +9,10 @@ Variants of snnqat: ``plain``; ``param`` (stochastic rounding on the weights); `
 ``bitshift`` (bit-shift leaks). Two probes, run only when named in ``--variants``, bound what
 any activity transform can cost: ``param+act-identity`` (the ``param`` network with an
 ``ActWrapper`` of the identity on each Linear) and ``param+act-scale`` (with ``a * 1.0``, the
-cheapest differentiable element-wise transform: one pass forward, one backward).
+cheapest differentiable element-wise transform: one pass forward, one backward). ``lean``,
+also only when named: the ``plain`` network trained through
+:func:`snnqat.nn.checkpoint_in_time` in :data:`LEAN_SEGMENTS` time segments (exact BPTT,
+only the states at the segment starts kept: less memory for a second forward pass).
 ``--peers`` adds, interleaved in the same run, the reference (PyPI ``rockpool``), snnTorch
 (Linear + ``Synaptic``) and the GEMM floor (the network's matrix products alone: forward,
 grad-input, grad-weight; the recurrent ones one time step at a time). Each repeat times the
@@ -127,6 +130,10 @@ VARIANTS = ("plain", "param", "param+act", "bitshift")
 """The snnqat variants of the table."""
 
 ACT_PROBES = {"param+act-identity": _identity, "param+act-scale": _scale}
+LEAN_SEGMENTS = 4
+"""Time segments of the ``lean`` variant (:func:`snnqat.nn.checkpoint_in_time`)."""
+EXTRA_VARIANTS = (*ACT_PROBES, "lean")
+"""Variants that run only when named in ``--variants``."""
 """The probe variants: the ``param`` network with a trivial activity transform on each Linear
 (what the wrappers cost; what the cheapest element-wise transform costs)."""
 
@@ -193,11 +200,16 @@ def make_steps(impl: str, size: dict, variant: str = "plain") -> tuple[Callable,
     if impl == "snnqat":
         # The torch API (what a PyTorch training loop uses): ``net(x)`` returns the output
         # only, so the per-layer '<name>_output' records are not built (less peak memory).
+        from snnqat.nn import checkpoint_in_time
+
         net = snnqat_net(size, variant).to_torch().to(DEVICE)
         params = list(net.parameters())
+        segment = -(-size["steps"] // LEAN_SEGMENTS) if variant == "lean" else None
 
         def forward():
             net.reset_state()
+            if segment is not None:
+                return checkpoint_in_time(net, x, segment)
             return net(x)
     elif impl == "rockpool":
         net = rockpool_net(size).to(DEVICE)
@@ -587,9 +599,9 @@ def main(argv: list[str] | None = None) -> None:
         "--variants",
         nargs="+",
         default=list(VARIANTS),
-        choices=[*VARIANTS, *ACT_PROBES],
-        help="snnqat variants to time (default: the four of the table; the probes "
-        f"{', '.join(ACT_PROBES)} only when named)",
+        choices=[*VARIANTS, *EXTRA_VARIANTS],
+        help="snnqat variants to time (default: the four of the table; "
+        f"{', '.join(EXTRA_VARIANTS)} only when named)",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny size, 2 repeats, no memory (for CI)"

@@ -435,7 +435,9 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
     the backward pass does not stream the saved spikes from memory. ``rec_mode`` as in
     :func:`_lif_forward`; with 1 the recurrent term is formed here, only where the surrogate
     derivative of the step before is non-zero (``step_pwl`` has a one-sided window), with 2
-    the caller forms it from ``lr`` between the steps.
+    the caller forms it from ``lr`` between the steps. ``has_gv``: 0 no membrane gradient, 1
+    ``g_v`` is ``(B, T, N)``, 2 ``g_v`` is ``(B, 2, N)``, zeros in row 0 and the final
+    membrane's gradient in row 1 (read at the last step only).
 
     Returns:
         With ``rec_mode == 2`` and ``step_pwl``: how many entries lie in the surrogate window
@@ -456,7 +458,10 @@ def _adjoint_steps(  # noqa: ANN202, PLR0913, PLR0912, PLR0915, C901
             tt = t - t0
             for b in range(c0, c1):
                 r = b - row0
-                gvb, gvt = (b, t) if has_gv else (0, 0)
+                if has_gv == 2:  # the final membrane's gradient only: row 1 at the last step
+                    gvb, gvt = b, (1 if t == n_steps - 1 else 0)
+                else:
+                    gvb, gvt = (b, t) if has_gv else (0, 0)
                 gsb, gst = (b, t) if has_gs else (0, 0)
                 gib, git = (b, t) if has_gi else (0, 0)
                 ab, at = (b, t) if a_saved else (r, tt)
@@ -948,6 +953,7 @@ def backward(
     window: float,
     max_spikes: float,
     spike_shape: tuple[int, int, int] | None = None,
+    grads_last: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None),
 ) -> tuple[Tensor | None, ...]:
     """The float backward loop over all steps (exact BPTT through the surrogate).
 
@@ -966,6 +972,10 @@ def backward(
         window: Surrogate window width.
         max_spikes: Cap on the spike count per step.
         spike_shape: ``(B, T, N)`` (default: ``spikes.shape``).
+        grads_last: Gradients arriving at the final states ``(vmem_last, isyn_last,
+            spikes_last)`` (``LIFConfig.grad_last``; ``None`` where none): they enter the last
+            step without full-length arrays (the membrane's as a two-row array, the synaptic
+            current's as the initial adjoint state); the spikes' is added to ``g_spikes``.
 
     Returns:
         Gradients of the 12 inputs (``None`` where not needed).
@@ -975,6 +985,18 @@ def backward(
     b, t, n = spikes.shape if spike_shape is None else spike_shape
     s = beta.shape[1]
     dt = ckpt.dtype
+    g_v_last, g_i_last, g_s_last = grads_last
+    if g_s_last is not None:
+        g_spikes = torch.zeros(b, t, n, dtype=dt) if g_spikes is None else g_spikes.clone()
+        g_spikes[:, -1] += g_s_last
+    has_gv = int(g_vmem is not None)
+    if g_v_last is not None:
+        if g_vmem is None:  # two rows: zeros, and the final membrane's gradient
+            g_vmem, has_gv = torch.zeros(b, 2, n, dtype=dt), 2
+            g_vmem[:, 1] = g_v_last
+        else:
+            g_vmem = g_vmem.clone()
+            g_vmem[:, -1] += g_v_last
     nf = n * s
     mode = _rec_mode(w_rec, b, dt)
     need_beta = bool(need[5])
@@ -986,7 +1008,8 @@ def backward(
     g_noise = torch.empty(b, t, n, dtype=dt) if need[9] else None
     g_s0 = torch.empty(b, n, dtype=dt) if need_s0 else None
     lu, rec_term = torch.zeros(b, n, dtype=dt), torch.zeros(b, n, dtype=dt)
-    la = torch.zeros(b, n, s, dtype=dt)
+    # λa of the step after the last: the final synaptic current's gradient (λi = λu + λa' + g^i)
+    la = torch.zeros(b, n, s, dtype=dt) if g_i_last is None else g_i_last.to(dt).clone()
     lr = torch.empty(b, n, s, dtype=dt) if has_gr else la
     surrogate_id = SURROGATE_IDS[surrogate]
     w_np = _np(w_rec, 2, dt)
@@ -1025,7 +1048,7 @@ def backward(
         a is not None,
         noise is not None,
         g_spikes is not None,
-        g_vmem is not None,
+        has_gv,
         g_isyn is not None,
         has_gr,
         need_x,

@@ -455,20 +455,21 @@ class _LIFScan(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, g_spikes, g_vmem, g_isyn, g_irec, g_v_last, g_i_last, g_s_last, *_):
         u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra = ctx.saved_tensors
-        if ctx.config.grad_last:  # the final states are the traces' last steps
-            b, t_steps, n, s = ctx.shape
-            g_spikes = _add_last(g_spikes, g_s_last, (b, t_steps, n))
-            g_vmem = _add_last(g_vmem, g_v_last, (b, t_steps, n))
-            g_isyn = _add_last(g_isyn, g_i_last, (b, t_steps, n, s))
         need, cfg = ctx.needs_input_grad, ctx.config
         thr = threshold.clamp_min(MIN_THRESHOLD)
         if ctx.numba:
             saved = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec, *extra)
             grads_in = (g_spikes, g_vmem, g_isyn, g_irec)
+            last = (g_v_last, g_i_last, g_s_last) if cfg.grad_last else (None, None, None)
             return _numba_module().backward(
                 saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt,
-                ctx.spike_shape,
+                ctx.spike_shape, last,
             )  # fmt: skip
+        if cfg.grad_last:  # the final states are the traces' last steps
+            b, t_steps, n, s = ctx.shape
+            g_spikes = _add_last(g_spikes, g_s_last, (b, t_steps, n))
+            g_vmem = _add_last(g_vmem, g_v_last, (b, t_steps, n))
+            g_isyn = _add_last(g_isyn, g_i_last, (b, t_steps, n, s))
         args = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec)
         args += (g_spikes, g_vmem, g_isyn, g_irec)
         if ctx.graphs and _graphs.graphs_supported(u):

@@ -166,8 +166,29 @@ def _rng_state(device: torch.device) -> tuple[Tensor, Tensor | None]:
     return torch.get_rng_state(), cuda
 
 
+def _run_segment(
+    module: nn.Module, stateful: list, data: Tensor, t0: int, t1: int, starts: list, k: int
+) -> tuple:
+    """Segment ``k`` (steps ``t0 … t1-1``) with autograd, from the states ``starts``: returns
+    ``(x, y, finals, leaves)``: the input leaf, the output, ``{layer: final states}`` with
+    their history, and per layer the initial-state leaves (requiring grad except in segment 0,
+    which starts from the caller's states)."""
+    leaves = []
+    for m, states in zip(stateful, starts):
+        ls = tuple(s.detach().requires_grad_(k > 0 and s.is_floating_point()) for s in states)
+        _set_states(m, ls)
+        leaves.append(ls)
+    with torch.enable_grad(), _capture.capturing() as finals:
+        x = data[:, t0:t1].detach().requires_grad_(data.requires_grad)
+        y = _call(module, x)
+    return x, y, finals, leaves
+
+
 class _TimeCheckpoint(torch.autograd.Function):
-    """The whole sequence as one autograd node; see the module docstring."""
+    """The whole sequence as one autograd node; see the module docstring.
+
+    The last segment runs with autograd already in the forward pass and keeps its graph until
+    the backward pass (it would be the first to run again); the others run without."""
 
     @staticmethod
     def forward(  # noqa: D102
@@ -176,10 +197,14 @@ class _TimeCheckpoint(torch.autograd.Function):
         steps = data.shape[1]
         bounds = [(t0, min(t0 + seg, steps)) for t0 in range(0, steps, seg)]
         starts, rngs, outs = [], [], []
-        for t0, t1 in bounds:  # (grad mode is off inside a Function's forward)
+        for k, (t0, t1) in enumerate(bounds):  # (grad mode is off inside a Function's forward)
             starts.append([_states(m) for m in stateful])
             rngs.append(_rng_state(data.device))
-            outs.append(_call(module, data[:, t0:t1]))
+            if k < len(bounds) - 1:
+                outs.append(_call(module, data[:, t0:t1]))
+            else:
+                ctx.last = _run_segment(module, stateful, data, t0, t1, starts[k], k)
+                outs.append(ctx.last[1].detach())
         out = torch.cat(outs, dim=1)
         ctx.module, ctx.stateful, ctx.bounds, ctx.starts, ctx.rngs = (
             module,
@@ -204,29 +229,26 @@ class _TimeCheckpoint(torch.autograd.Function):
         try:
             for k in range(len(ctx.bounds) - 1, -1, -1):
                 t0, t1 = ctx.bounds[k]
-                leaves = []
-                for m, states in zip(stateful, ctx.starts[k]):
-                    # Segment 0 starts from the caller's states: no gradient goes there.
-                    ls = tuple(
-                        s.detach().requires_grad_(k > 0 and s.is_floating_point()) for s in states
-                    )
-                    _set_states(m, ls)
-                    leaves.append(ls)
-                with torch.random.fork_rng(devices=devices):
-                    cpu_rng, cuda_rng = ctx.rngs[k]
-                    torch.set_rng_state(cpu_rng)
-                    if cuda_rng is not None:
-                        torch.cuda.set_rng_state(cuda_rng, data.device)
-                    with torch.enable_grad(), _capture.capturing() as finals:
-                        x = data[:, t0:t1].detach().requires_grad_(want_data)
-                        y = _call(ctx.module, x)
-                if not torch.equal(y.detach(), out[:, t0:t1]):
-                    raise RuntimeError(
-                        f"checkpoint_in_time: time steps {t0}-{t1 - 1} gave another output when "
-                        "run again for the backward pass. Every module must be deterministic "
-                        "given the random-number state, and only snnqat's stateful layers "
-                        "(LIFTorch, ExpSynTorch) may carry state between time steps."
-                    )
+                if k == len(ctx.bounds) - 1:
+                    x, y, finals, leaves = ctx.last
+                    del ctx.last  # (its graph is freed once its gradients are formed)
+                else:
+                    with torch.random.fork_rng(devices=devices):
+                        cpu_rng, cuda_rng = ctx.rngs[k]
+                        torch.set_rng_state(cpu_rng)
+                        if cuda_rng is not None:
+                            torch.cuda.set_rng_state(cuda_rng, data.device)
+                        x, y, finals, leaves = _run_segment(
+                            ctx.module, stateful, data, t0, t1, ctx.starts[k], k
+                        )
+                    if not torch.equal(y.detach(), out[:, t0:t1]):
+                        raise RuntimeError(
+                            f"checkpoint_in_time: time steps {t0}-{t1 - 1} gave another output "
+                            "when run again for the backward pass. Every module must be "
+                            "deterministic given the random-number state, and only snnqat's "
+                            "stateful layers (LIFTorch, ExpSynTorch) may carry state between "
+                            "time steps."
+                        )
                 outputs, grads = [y], [g_out[:, t0:t1]]
                 if g_next is not None:
                     for m, g_states in zip(stateful, g_next):
@@ -237,6 +259,7 @@ class _TimeCheckpoint(torch.autograd.Function):
                 state_leaves = [s for ls in leaves for s in ls if s.requires_grad]
                 inputs = ([x] if want_data else []) + params + state_leaves
                 got = torch.autograd.grad(outputs, inputs, grads, allow_unused=True)
+                del outputs, y, finals
                 if want_data:
                     g_data[:, t0:t1] = got[0]
                     got = got[1:]
