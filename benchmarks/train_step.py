@@ -133,7 +133,28 @@ ACT_PROBES = {"param+act-identity": _identity, "param+act-scale": _scale}
 LEAN_SEGMENTS = 4
 """Time segments of the ``lean`` variant (:func:`snnqat.nn.checkpoint_in_time`)."""
 EXTRA_VARIANTS = (*ACT_PROBES, "lean")
-"""Variants that run only when named in ``--variants``."""
+"""Variants that run only when named in ``--variants`` (also ``lean-K``: ``K`` segments)."""
+
+
+def _lean_segments(variant: str) -> int | None:
+    """The segments of a ``lean`` / ``lean-K`` variant, or ``None`` for the others."""
+    if variant == "lean":
+        return LEAN_SEGMENTS
+    if variant.startswith("lean-") and variant[5:].isdigit() and int(variant[5:]) > 0:
+        return int(variant[5:])
+    return None
+
+
+def _variant(name: str) -> str:
+    """``--variants`` entries: a known variant or ``lean-K`` (argparse type)."""
+    if name in (*VARIANTS, *EXTRA_VARIANTS) or _lean_segments(name) is not None:
+        return name
+    raise argparse.ArgumentTypeError(
+        f"unknown variant {name!r}: choose from {[*VARIANTS, *EXTRA_VARIANTS]} or lean-K "
+        "(K segments, e.g. lean-8)"
+    )
+
+
 """The probe variants: the ``param`` network with a trivial activity transform on each Linear
 (what the wrappers cost; what the cheapest element-wise transform costs)."""
 
@@ -204,7 +225,8 @@ def make_steps(impl: str, size: dict, variant: str = "plain") -> tuple[Callable,
 
         net = snnqat_net(size, variant).to_torch().to(DEVICE)
         params = list(net.parameters())
-        segment = -(-size["steps"] // LEAN_SEGMENTS) if variant == "lean" else None
+        segments = _lean_segments(variant)
+        segment = None if segments is None else -(-size["steps"] // segments)
 
         def forward():
             net.reset_state()
@@ -599,9 +621,10 @@ def main(argv: list[str] | None = None) -> None:
         "--variants",
         nargs="+",
         default=list(VARIANTS),
-        choices=[*VARIANTS, *EXTRA_VARIANTS],
+        type=_variant,
         help="snnqat variants to time (default: the four of the table; "
-        f"{', '.join(EXTRA_VARIANTS)} only when named)",
+        f"{', '.join(EXTRA_VARIANTS)} only when named; lean-K: K segments instead of "
+        f"{LEAN_SEGMENTS})",
     )
     parser.add_argument(
         "--smoke", action="store_true", help="tiny size, 2 repeats, no memory (for CI)"

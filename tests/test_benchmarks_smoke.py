@@ -36,6 +36,19 @@ def test_train_step_benchmark_smoke(tmp_path):
     assert "size tiny: 8/8 repeat 2: snnqat" in proc.stderr
 
 
+def test_lean_variant_smoke():
+    """The ``lean`` variant (checkpointing in time) runs when named."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--variants", "plain", "lean"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| tiny | snnqat |")]
+    assert [row.split("|")[3].strip() for row in rows] == ["plain", "lean"]
+
+
 def test_transformed_variants_fire_as_the_plain_network(monkeypatch):
     """The ``x plain`` ratios compare the transforms' cost: the ``param`` and ``param+act``
     networks of the benchmark (and the probes) must do the same work as the plain one, i.e.

@@ -167,3 +167,14 @@ def test_hardware_faithful_layers_are_refused():
     hf = hardware_faithful(net).to_torch()
     with pytest.raises(ValueError, match="hardware-faithful .integer. mode are not supported"):
         checkpoint_in_time(hf, inputs(torch.float32), 5)
+
+
+class _SumOverTime(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.sum(dim=1)
+
+
+def test_an_output_without_time_dimension_raises():
+    net = Sequential(LinearTorch((5, 4)), LIFTorch(4), _SumOverTime()).to(torch.float64)
+    with pytest.raises(ValueError, match=r"output must be \(B, T, ...\).*returned \(4, 4\)"):
+        checkpoint_in_time(net.to_torch(), inputs(), 10)

@@ -95,8 +95,8 @@ def checkpoint_in_time(module: nn.Module, data: Tensor, segment_steps: int) -> T
     Raises:
         TypeError: ``module`` is not a ``torch.nn.Module``, ``data`` not a floating-point
             tensor, or ``segment_steps`` not an int.
-        ValueError: ``data`` is not ``(B, T, N)``, ``segment_steps < 1``, or a layer runs in
-            hardware-faithful (integer) mode.
+        ValueError: ``data`` is not ``(B, T, N)``, ``segment_steps < 1``, a layer runs in
+            hardware-faithful (integer) mode, or the output has no time dimension.
     """
     _check_args(module, data, segment_steps)
     params = [p for p in nn.Module.parameters(module) if p.requires_grad]
@@ -205,6 +205,14 @@ class _TimeCheckpoint(torch.autograd.Function):
             else:
                 ctx.last = _run_segment(module, stateful, data, t0, t1, starts[k], k)
                 outs.append(ctx.last[1].detach())
+            y = outs[-1]
+            if not isinstance(y, Tensor) or y.dim() < 2 or y.shape[1] != t1 - t0:
+                got = tuple(y.shape) if isinstance(y, Tensor) else type(y).__name__
+                raise ValueError(
+                    f"checkpoint_in_time: the module's output must be (B, T, ...) with one "
+                    f"entry per time step; for steps {t0}-{t1 - 1} it returned {got}. Reduce "
+                    "over time (sum, readout) after checkpoint_in_time, not inside the module."
+                )
         out = torch.cat(outs, dim=1)
         ctx.module, ctx.stateful, ctx.bounds, ctx.starts, ctx.rngs = (
             module,
