@@ -178,3 +178,32 @@ def test_an_output_without_time_dimension_raises():
     net = Sequential(LinearTorch((5, 4)), LIFTorch(4), _SumOverTime()).to(torch.float64)
     with pytest.raises(ValueError, match=r"output must be \(B, T, ...\).*returned \(4, 4\)"):
         checkpoint_in_time(net.to_torch(), inputs(), 10)
+
+
+class _Twice(nn.Module):
+    """Runs the same LIF layer twice (shared weights and state)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lif = LIFTorch(4).to(torch.float64).to_torch()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lif(self.lif(x))
+
+
+def test_a_stateful_layer_run_twice_per_call_raises():
+    net = Sequential(LinearTorch((5, 4)), _Twice()).to(torch.float64).to_torch()
+    with pytest.raises(RuntimeError, match="LIFTorch ran twice in one call"):
+        checkpoint_in_time(net, inputs(), 10)  # (the last segment runs with autograd at once)
+
+
+def test_a_single_layer_works_too():
+    torch.manual_seed(6)
+    lif = LIFTorch((5, 5), max_spikes_per_dt=3).to(torch.float64)
+    x = inputs()
+    ref_out, ref = grads(lif, x, None)
+    lif.reset_state()
+    out, got = grads(lif, x, 8)
+    assert torch.equal(out, ref_out)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)

@@ -23,6 +23,22 @@ def active() -> dict | None:
     return _ACTIVE.get()
 
 
+def put(found: dict, layer: torch.nn.Module, states: tuple[torch.Tensor, ...]) -> None:
+    """Put ``layer``'s final states into ``found`` (from :func:`active`).
+
+    Raises:
+        RuntimeError: ``layer`` already ran in this block: a layer used twice in one network
+            has two sets of final states, which a segment cannot pass on.
+    """
+    if layer in found:
+        raise RuntimeError(
+            f"checkpoint_in_time: the stateful layer {type(layer).__name__} ran twice in one "
+            "call of the network; each stateful layer must run once per time step (use two "
+            "layers, or call the network without checkpoint_in_time)."
+        )
+    found[layer] = states
+
+
 @contextmanager
 def capturing() -> Iterator[dict[torch.nn.Module, tuple[torch.Tensor, ...]]]:
     """Collect ``{layer: final states}`` from the stateful layers run inside the block."""

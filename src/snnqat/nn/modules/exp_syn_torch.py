@@ -60,7 +60,7 @@ class ExpSynTorch(TorchModule):
         self.isyn = trace[:, -1].detach()
         capture = _capture.active()
         if capture is not None:
-            capture[self] = (trace[:, -1],)
+            _capture.put(capture, self, (trace[:, -1],))
         if self._record:
             self._record_dict = {"isyn": trace}
         return trace

@@ -330,7 +330,7 @@ class LIFTorch(TorchModule):
         # registration checks on every call)
         last = (res.vmem_last, res.isyn_last, res.spikes_last)
         if capture is not None:  # the new states with their history; the buffers get them detached
-            capture[self] = last
+            _capture.put(capture, self, last)
             last = tuple(t.detach() for t in last)
         states = self._buffers
         states["vmem"], states["isyn"], states["spikes"] = last
