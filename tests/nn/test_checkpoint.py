@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 from torch import nn
 
 import snnqat.transform.torch_transform as tt
-from snnqat.nn import checkpoint_in_time
+from snnqat.nn import TimeCheckpointed, checkpoint_in_time
 from snnqat.nn.combinators import Residual, Sequential
 from snnqat.nn.modules import ExpSynTorch, LIFTorch, LinearTorch
 
@@ -207,3 +210,60 @@ def test_a_single_layer_works_too():
     assert torch.equal(out, ref_out)
     for g, r in zip(got, ref, strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
+def test_time_checkpointed_module_and_errors():
+    net, x = seed_net(), inputs()
+    lean = TimeCheckpointed(net, 9)
+    assert "segment_steps=9" in repr(lean)
+    assert list(lean.parameters()) == list(net.parameters())
+    out = lean(x)
+    net.reset_state()
+    assert torch.equal(out, net(x))
+    with pytest.raises(TypeError, match="module must be a torch.nn.Module, got int"):
+        TimeCheckpointed(3, 9)
+    with pytest.raises(ValueError, match="segment_steps must be >= 1, got 0"):
+        TimeCheckpointed(net, 0)
+
+
+def _ddp_worker(rank: int, port: int, lean: bool, queue) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        torch.set_num_threads(1)
+        net = seed_net()
+        model = DistributedDataParallel(TimeCheckpointed(net, 10) if lean else net)
+        x = inputs().detach()[rank * 2 : rank * 2 + 2]
+        for _ in range(2):  # a second step: DDP's reducer must have finished the first
+            net.reset_state()
+            for p in net.parameters():
+                p.grad = None
+            loss_of(model(x)).backward()
+        if rank == 0:
+            queue.put([p.grad.tolist() for p in net.parameters()])
+    finally:
+        dist.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_data_parallel_around_time_checkpointed():
+    """DDP wrapped around ``TimeCheckpointed`` averages the same gradients as around the net."""
+    ctx = mp.get_context("spawn")
+    grads = {}
+    for lean in (False, True):
+        queue = ctx.Queue()
+        mp.spawn(_ddp_worker, args=(_free_port(), lean, queue), nprocs=2, join=True)
+        grads[lean] = [torch.tensor(g, dtype=torch.float64) for g in queue.get(timeout=60)]
+    for g, r in zip(grads[True], grads[False], strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    assert any(r.abs().sum() > 0 for r in grads[False])

@@ -54,6 +54,11 @@ def test_round_trip_through_dict():
         ({"device": "tpu"}, r"device: expected one of \['auto', 'cpu', 'cuda'\]"),
         ({"model": {"hidden": [600, 600]}}, r"at most 1000 hidden neurons"),
         ({"data": []}, r"data: expected a table"),
+        ({"float": {"segment_steps": -1}}, r"float\.segment_steps: expected an int >= 0"),
+        (
+            {"qat": {"segment_steps": 10}},
+            r"qat\.segment_steps: expected 0 \(checkpointing in time is not supported",
+        ),
     ],
 )
 def test_invalid_settings_name_key_and_valid_values(data, match):

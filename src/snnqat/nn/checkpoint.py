@@ -61,7 +61,7 @@ from snnqat.nn.modules import _capture
 from snnqat.nn.modules.exp_syn_torch import ExpSynTorch
 from snnqat.nn.modules.lif_torch import LIFTorch
 
-__all__ = ["checkpoint_in_time"]
+__all__ = ["TimeCheckpointed", "checkpoint_in_time"]
 
 STATE_NAMES: dict[type, tuple[str, ...]] = {
     LIFTorch: ("vmem", "isyn", "spikes"),
@@ -106,6 +106,59 @@ def checkpoint_in_time(module: nn.Module, data: Tensor, segment_steps: int) -> T
     return _TimeCheckpoint.apply(module, stateful, segment_steps, data, *params)
 
 
+class TimeCheckpointed(nn.Module):
+    """``module`` called through :func:`checkpoint_in_time`: the form to wrap in
+    ``DistributedDataParallel`` (or to hand to any code that calls a module).
+
+    Wrap this module, not the network, in DDP: DDP then runs once per step around all the
+    segments (its gradient hooks fire once per parameter, when the segments' summed gradients
+    arrive), while the segments call the network itself.
+
+    Args:
+        module: The network (its parameters become this module's).
+        segment_steps: Time steps per segment.
+
+    Raises:
+        TypeError: as :func:`checkpoint_in_time`.
+        ValueError: ``segment_steps < 1``.
+
+    Example:
+        >>> import torch
+        >>> from snnqat.nn.combinators import Sequential
+        >>> from snnqat.nn.modules import LIFTorch, LinearTorch
+        >>> net = Sequential(LinearTorch((2, 3)), LIFTorch(3)).to_torch()
+        >>> lean = TimeCheckpointed(net, segment_steps=10)
+        >>> lean(torch.rand(4, 25, 2)).shape
+        torch.Size([4, 25, 3])
+    """
+
+    def __init__(self, module: nn.Module, segment_steps: int) -> None:
+        super().__init__()
+        if not isinstance(module, nn.Module):
+            raise TypeError(
+                f"TimeCheckpointed: module must be a torch.nn.Module, got {type(module).__name__}."
+            )
+        _check_segment_steps(segment_steps)
+        self.module = module
+        self.segment_steps = segment_steps
+
+    def forward(self, data: Tensor) -> Tensor:
+        """``checkpoint_in_time(self.module, data, self.segment_steps)``."""
+        return checkpoint_in_time(self.module, data, self.segment_steps)
+
+    def extra_repr(self) -> str:  # noqa: D102
+        return f"segment_steps={self.segment_steps}"
+
+
+def _check_segment_steps(segment_steps: Any) -> None:
+    if isinstance(segment_steps, bool) or not isinstance(segment_steps, int):
+        raise TypeError(
+            f"checkpoint_in_time: segment_steps must be an int, got {type(segment_steps).__name__}."
+        )
+    if segment_steps < 1:
+        raise ValueError(f"checkpoint_in_time: segment_steps must be >= 1, got {segment_steps}.")
+
+
 def _check_args(module: Any, data: Any, segment_steps: Any) -> None:
     if not isinstance(module, nn.Module):
         raise TypeError(
@@ -119,12 +172,7 @@ def _check_args(module: Any, data: Any, segment_steps: Any) -> None:
             "checkpoint_in_time: data must be (B, T, N), batch first and time second, got "
             f"shape {tuple(data.shape)}. Add a batch dimension with data[None] if needed."
         )
-    if isinstance(segment_steps, bool) or not isinstance(segment_steps, int):
-        raise TypeError(
-            f"checkpoint_in_time: segment_steps must be an int, got {type(segment_steps).__name__}."
-        )
-    if segment_steps < 1:
-        raise ValueError(f"checkpoint_in_time: segment_steps must be >= 1, got {segment_steps}.")
+    _check_segment_steps(segment_steps)
     hardware = [
         name
         for name, m in nn.Module.named_modules(module)

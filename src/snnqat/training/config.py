@@ -282,6 +282,10 @@ class StageConfig:
         schedule: ``"constant"`` or ``"cosine"`` (to 0 over the stage's epochs).
         trainable: Parameter families that train; the others stay fixed.
         transforms: ``{family: TransformConfig}`` active during this stage's training.
+        segment_steps: ``0``: each batch runs over its whole sequence in one call; ``N > 0``:
+            through :func:`snnqat.nn.checkpoint_in_time` in segments of ``N`` time steps
+            (the same gradients, a fraction of the activation memory, about one more forward
+            pass of time; for long sequences). Float stage only.
     """
 
     epochs: int = 40
@@ -290,6 +294,7 @@ class StageConfig:
     schedule: str = "constant"
     trainable: tuple[str, ...] = ("weights",)
     transforms: Mapping[str, TransformConfig] = field(default_factory=dict)
+    segment_steps: int = 0
 
     def __post_init__(self) -> None:
         prefix = self._prefix
@@ -297,6 +302,7 @@ class StageConfig:
         _check_pos_float(f"{prefix}.lr", self.lr)
         _check_int(f"{prefix}.batch_size", self.batch_size, 1)
         _check_choice(f"{prefix}.schedule", self.schedule, SCHEDULES)
+        _check_int(f"{prefix}.segment_steps", self.segment_steps, 0)
         if not self.trainable:
             raise _fail(f"{prefix}.trainable", "at least one parameter family", [])
         trainable = tuple(_canonical_family(f"{prefix}.trainable", f) for f in self.trainable)
@@ -326,6 +332,12 @@ class QATConfig(StageConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_choice("qat.method", self.method, METHODS)
+        if self.segment_steps != 0:  # hardware-faithful layers compute in saturated integers
+            raise _fail(
+                "qat.segment_steps",
+                "0 (checkpointing in time is not supported for the hardware-faithful stage)",
+                self.segment_steps,
+            )
 
     _prefix = "qat"
 

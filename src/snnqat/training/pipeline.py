@@ -29,6 +29,7 @@ import torch
 
 import snnqat.transform.torch_transform as tt
 from snnqat.kernels import release_cuda_graphs
+from snnqat.nn import TimeCheckpointed
 from snnqat.training import report as reporting
 from snnqat.training.checkpoint import (
     CHECKPOINT_FORMAT,
@@ -230,7 +231,8 @@ class _Run:
             optimizer.load_state_dict(saved["optimizer"])
             set_rng_state(saved["rng"])
         with torch_api(net):
-            model = wrap_ddp(net, ctx)
+            lean = stage.segment_steps > 0  # (DDP goes around the segments, not inside)
+            model = wrap_ddp(TimeCheckpointed(net, stage.segment_steps) if lean else net, ctx)
             for epoch in range(start_epoch, stage.epochs):
                 lr = lr_at(stage.lr, epoch, stage.epochs, stage.schedule)
                 for group in optimizer.param_groups:
