@@ -246,6 +246,7 @@ def _ddp_worker(rank: int, port: int, lean: bool, queue) -> None:
             loss_of(model(x)).backward()
         if rank == 0:
             queue.put([p.grad.tolist() for p in net.parameters()])
+        dist.barrier()  # both done before the group goes (gloo's teardown is not ordered)
     finally:
         dist.destroy_process_group()
 
