@@ -8,17 +8,18 @@ segment (``B · N`` per layer and segment) and the random-number state. The back
 runs the segments again, from the last to the first, each from its saved states, and
 back-propagates through one segment at a time; the gradient that reaches a segment's initial
 states is sent into the final states of the segment before it. The result is exact
-back-propagation through time over the whole sequence, at the price of a second forward pass.
+back-propagation through time over the whole sequence, at the price of a second forward pass
+(the last segment runs with autograd at once and keeps its graph, so it runs only once).
 
 .. code-block:: text
 
     forward:   [seg 0] -> [seg 1] -> ... -> [seg K-1]        (no graph; states saved at each ->)
     backward:  [seg K-1] re-run + backprop  --dL/dstate-->  [seg K-2] ...  --> [seg 0]
 
-Peak memory is that of one segment's training step plus the saved states, instead of the
-whole sequence's: at the benchmark's size M (``B = 64``, ``T = 200``, 256 neurons, 8
-segments) about an eighth of the activity memory. The time is about that of one more forward
-pass (see ``docs/performance.md``).
+Peak memory is that of one segment's training step plus the saved states and the whole
+sequence's input and output, instead of the whole sequence's step: at the benchmark's size M
+(``B = 64``, ``T = 200``, 256 neurons) 53 / 31 / 20 MB with 2 / 4 / 8 segments instead of
+82 MB, for 1.2-1.3x / 1.5-1.6x / 1.9-2.0x the plain step's time (``docs/performance.md``).
 
 What must hold for the network: a layer's output at step ``t`` depends on the input up to
 ``t`` only (``LinearTorch`` and the other per-time-step maps, ``LIFTorch``, ``ExpSynTorch``,
@@ -97,6 +98,9 @@ def checkpoint_in_time(module: nn.Module, data: Tensor, segment_steps: int) -> T
             tensor, or ``segment_steps`` not an int.
         ValueError: ``data`` is not ``(B, T, N)``, ``segment_steps < 1``, a layer runs in
             hardware-faithful (integer) mode, or the output has no time dimension.
+        RuntimeError: A stateful layer runs twice in one call of ``module``; or, in the
+            backward pass, a segment gives another output when run again (a module that is
+            not deterministic given the random-number state, or keeps state of its own).
     """
     _check_args(module, data, segment_steps)
     params = [p for p in nn.Module.parameters(module) if p.requires_grad]
