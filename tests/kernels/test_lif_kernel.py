@@ -140,7 +140,8 @@ def test_grad_last_sends_gradients_through_the_final_states(backend, rec):
     p = make_inputs(3, 9, 4, 2, rec=rec)
     gen = torch.Generator().manual_seed(7)
     w_v, w_i, w_s = (torch.randn(*shape, generator=gen, dtype=F64) for shape in
-                     ((3, 4), (3, 4, 2), (3, 4)))  # fmt: skip
+                     ((3, 4), (3, 2, 4), (3, 4)))  # fmt: skip
+    w_i = w_i.transpose(1, 2)  # (3, 4, 2), not contiguous: the kernels must copy it
     leaves = [p[k] for k in INPUTS if p[k] is not None and p[k].requires_grad]
 
     def grads(res, last):

@@ -1009,7 +1009,9 @@ def backward(
     g_s0 = torch.empty(b, n, dtype=dt) if need_s0 else None
     lu, rec_term = torch.zeros(b, n, dtype=dt), torch.zeros(b, n, dtype=dt)
     # λa of the step after the last: the final synaptic current's gradient (λi = λu + λa' + g^i)
-    la = torch.zeros(b, n, s, dtype=dt) if g_i_last is None else g_i_last.to(dt).clone()
+    la = torch.zeros(b, n, s, dtype=dt)  # (contiguous: the kernels update it in place)
+    if g_i_last is not None:
+        la.copy_(g_i_last)
     lr = torch.empty(b, n, s, dtype=dt) if has_gr else la
     surrogate_id = SURROGATE_IDS[surrogate]
     w_np = _np(w_rec, 2, dt)
