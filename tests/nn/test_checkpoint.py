@@ -49,6 +49,17 @@ def grads(net: nn.Module, x: torch.Tensor, segment: int | None) -> tuple:
     return out, torch.autograd.grad(loss_of(out), [x, *params])
 
 
+def assert_same_as_one_call(module: nn.Module, segment: int) -> None:
+    """``module`` (float64, states reset) gives the output and gradients of one call."""
+    x = inputs()
+    ref_out, ref = grads(module, x, None)
+    module.reset_state()
+    out, got = grads(module, x, segment)
+    assert torch.equal(out, ref_out)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("segment", [1, 4, 7, 36, 37, 50])
 def test_values_gradients_and_states_equal_one_call_over_the_sequence(segment):
     x = inputs()
@@ -92,13 +103,7 @@ def test_float32_network_like_the_benchmark():
 def test_native_api_and_exp_syn_layers():
     torch.manual_seed(3)
     net = Sequential(LinearTorch((5, 6)), ExpSynTorch(6, tau=0.02)).to(torch.float64)
-    x = inputs()
-    ref_out, ref = grads(net, x, None)
-    net.reset_state()
-    out, got = grads(net, x, 5)
-    assert torch.equal(out, ref_out)
-    for g, r in zip(got, ref, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    assert_same_as_one_call(net, 5)
 
 
 def test_noise_and_stochastic_transforms_are_replayed_in_the_backward_pass():
@@ -202,14 +207,7 @@ def test_a_stateful_layer_run_twice_per_call_raises():
 
 def test_a_single_layer_works_too():
     torch.manual_seed(6)
-    lif = LIFTorch((5, 5), max_spikes_per_dt=3).to(torch.float64)
-    x = inputs()
-    ref_out, ref = grads(lif, x, None)
-    lif.reset_state()
-    out, got = grads(lif, x, 8)
-    assert torch.equal(out, ref_out)
-    for g, r in zip(got, ref, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
+    assert_same_as_one_call(LIFTorch((5, 5), max_spikes_per_dt=3).to(torch.float64), 8)
 
 
 def test_time_checkpointed_module_and_errors():
