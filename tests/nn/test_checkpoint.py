@@ -266,3 +266,11 @@ def test_distributed_data_parallel_around_time_checkpointed():
     for g, r in zip(grads[True], grads[False], strict=True):
         torch.testing.assert_close(g, r, rtol=1e-10, atol=1e-12)
     assert any(r.abs().sum() > 0 for r in grads[False])
+
+
+def test_gradients_of_gradients_are_refused():
+    net, x = seed_net(), inputs()
+    out = checkpoint_in_time(net, x, 10)
+    (g,) = torch.autograd.grad(loss_of(out), [x], create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+        g.sum().backward()

@@ -57,6 +57,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from snnqat.nn.modules import _capture
 from snnqat.nn.modules.exp_syn_torch import ExpSynTorch
@@ -277,6 +278,7 @@ class _TimeCheckpoint(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable  # (a gradient of these gradients would be silently wrong: refused)
     def backward(ctx: Any, g_out: Tensor) -> tuple:  # noqa: D102
         data, out, *params = ctx.saved_tensors
         stateful = ctx.stateful
