@@ -953,7 +953,8 @@ def backward(
     window: float,
     max_spikes: float,
     spike_shape: tuple[int, int, int] | None = None,
-    grads_last: tuple[Tensor | None, Tensor | None, Tensor | None] = (None, None, None),
+    g_vmem_last: Tensor | None = None,
+    g_isyn_last: Tensor | None = None,
 ) -> tuple[Tensor | None, ...]:
     """The float backward loop over all steps (exact BPTT through the surrogate).
 
@@ -972,10 +973,11 @@ def backward(
         window: Surrogate window width.
         max_spikes: Cap on the spike count per step.
         spike_shape: ``(B, T, N)`` (default: ``spikes.shape``).
-        grads_last: Gradients arriving at the final states ``(vmem_last, isyn_last,
-            spikes_last)`` (``LIFConfig.grad_last``; ``None`` where none): they enter the last
-            step without full-length arrays (the membrane's as a two-row array, the synaptic
-            current's as the initial adjoint state); the spikes' is added to ``g_spikes``.
+        g_vmem_last: Gradient arriving at the final membrane (``LIFConfig.grad_last``), only
+            when there is no ``vmem`` trace gradient (else the caller adds it to that one's
+            last step): it enters the last step as a two-row array, not a full-length one.
+        g_isyn_last: Gradient arriving at the final synaptic currents, added to the last
+            step's as the initial adjoint state (``λa`` of the step after the last).
 
     Returns:
         Gradients of the 12 inputs (``None`` where not needed).
@@ -985,18 +987,10 @@ def backward(
     b, t, n = spikes.shape if spike_shape is None else spike_shape
     s = beta.shape[1]
     dt = ckpt.dtype
-    g_v_last, g_i_last, g_s_last = grads_last
-    if g_s_last is not None:
-        g_spikes = torch.zeros(b, t, n, dtype=dt) if g_spikes is None else g_spikes.clone()
-        g_spikes[:, -1] += g_s_last
     has_gv = int(g_vmem is not None)
-    if g_v_last is not None:
-        if g_vmem is None:  # two rows: zeros, and the final membrane's gradient
-            g_vmem, has_gv = torch.zeros(b, 2, n, dtype=dt), 2
-            g_vmem[:, 1] = g_v_last
-        else:
-            g_vmem = g_vmem.clone()
-            g_vmem[:, -1] += g_v_last
+    if g_vmem_last is not None:  # two rows: zeros, and the final membrane's gradient
+        g_vmem, has_gv = torch.zeros(b, 2, n, dtype=dt), 2
+        g_vmem[:, 1] = g_vmem_last
     nf = n * s
     mode = _rec_mode(w_rec, b, dt)
     need_beta = bool(need[5])
@@ -1010,8 +1004,8 @@ def backward(
     lu, rec_term = torch.zeros(b, n, dtype=dt), torch.zeros(b, n, dtype=dt)
     # λa of the step after the last: the final synaptic current's gradient (λi = λu + λa' + g^i)
     la = torch.zeros(b, n, s, dtype=dt)  # (contiguous: the kernels update it in place)
-    if g_i_last is not None:
-        la.copy_(g_i_last)
+    if g_isyn_last is not None:
+        la.copy_(g_isyn_last)
     lr = torch.empty(b, n, s, dtype=dt) if has_gr else la
     surrogate_id = SURROGATE_IDS[surrogate]
     w_np = _np(w_rec, 2, dt)

@@ -446,7 +446,6 @@ class _LIFScan(torch.autograd.Function):
         extra = (x if a is None else None, inputs[9], inputs[6]) if ctx.numba else ()
         kept = spikes
         if ctx.numba:  # the compiled backward reads the spikes for the W_rec gradient only
-            ctx.spike_shape = spikes.shape
             kept = spikes if w_rec is not None else None
         ctx.save_for_backward(u, kept, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra)
         ctx.config = config
@@ -457,19 +456,24 @@ class _LIFScan(torch.autograd.Function):
         u, spikes, a, vmem0, spikes0, alpha, beta, threshold, w_rec, *extra = ctx.saved_tensors
         need, cfg = ctx.needs_input_grad, ctx.config
         thr = threshold.clamp_min(MIN_THRESHOLD)
+        b, t_steps, n, s = ctx.shape
+        if not cfg.grad_last:
+            g_v_last = g_i_last = g_s_last = None
+        # The final states are the traces' last steps. The compiled loops take the final
+        # membrane's gradient alone (without a full-length trace gradient) and the final
+        # synaptic current's without one: no (B, T, ...) arrays of zeros for them.
+        g_spikes = _add_last(g_spikes, g_s_last, (b, t_steps, n))
+        if not ctx.numba or g_vmem is not None:
+            g_vmem, g_v_last = _add_last(g_vmem, g_v_last, (b, t_steps, n)), None
+        if not ctx.numba:
+            g_isyn, g_i_last = _add_last(g_isyn, g_i_last, (b, t_steps, n, s)), None
         if ctx.numba:
             saved = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec, *extra)
             grads_in = (g_spikes, g_vmem, g_isyn, g_irec)
-            last = (g_v_last, g_i_last, g_s_last) if cfg.grad_last else (None, None, None)
             return _numba_module().backward(
                 saved, grads_in, need, cfg.surrogate, cfg.learning_window, cfg.max_spikes_per_dt,
-                ctx.spike_shape, last,
+                (b, t_steps, n), g_v_last, g_i_last,
             )  # fmt: skip
-        if cfg.grad_last:  # the final states are the traces' last steps
-            b, t_steps, n, s = ctx.shape
-            g_spikes = _add_last(g_spikes, g_s_last, (b, t_steps, n))
-            g_vmem = _add_last(g_vmem, g_v_last, (b, t_steps, n))
-            g_isyn = _add_last(g_isyn, g_i_last, (b, t_steps, n, s))
         args = (u, spikes, a, vmem0, spikes0, alpha, beta, thr, w_rec)
         args += (g_spikes, g_vmem, g_isyn, g_irec)
         if ctx.graphs and _graphs.graphs_supported(u):
