@@ -139,10 +139,7 @@ class TimeCheckpointed(nn.Module):
 
     def __init__(self, module: nn.Module, segment_steps: int) -> None:
         super().__init__()
-        if not isinstance(module, nn.Module):
-            raise TypeError(
-                f"TimeCheckpointed: module must be a torch.nn.Module, got {type(module).__name__}."
-            )
+        _check_module(module, "TimeCheckpointed")
         _check_segment_steps(segment_steps)
         self.module = module
         self.segment_steps = segment_steps
@@ -164,11 +161,13 @@ def _check_segment_steps(segment_steps: Any) -> None:
         raise ValueError(f"checkpoint_in_time: segment_steps must be >= 1, got {segment_steps}.")
 
 
-def _check_args(module: Any, data: Any, segment_steps: Any) -> None:
+def _check_module(module: Any, who: str) -> None:
     if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"checkpoint_in_time: module must be a torch.nn.Module, got {type(module).__name__}."
-        )
+        raise TypeError(f"{who}: module must be a torch.nn.Module, got {type(module).__name__}.")
+
+
+def _check_args(module: Any, data: Any, segment_steps: Any) -> None:
+    _check_module(module, "checkpoint_in_time")
     if not isinstance(data, Tensor) or not data.is_floating_point():
         got = f"a {data.dtype} tensor" if isinstance(data, Tensor) else type(data).__name__
         raise TypeError(f"checkpoint_in_time: data must be a floating-point tensor, got {got}.")
